@@ -1,0 +1,1 @@
+"""The HTTP API. Imports ``yoloq`` only: never torch, Ultralytics, OpenCV or ``workers``."""

@@ -1,0 +1,42 @@
+"""The services a request needs, built once per process and held on the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from yoloq.archive import ResultArchive
+from yoloq.job_store import JobStore
+from yoloq.object_store import ObjectStore
+from yoloq.queue import ChunkQueue, make_celery, queue_for
+from yoloq.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    jobs: JobStore
+    store: ObjectStore
+    archive: ResultArchive
+    queue: ChunkQueue
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        store = ObjectStore(settings.s3_endpoint_url)
+        return cls(
+            settings=settings,
+            jobs=JobStore.from_url(settings.redis_url, settings.key_prefix),
+            store=store,
+            archive=ResultArchive(store, settings.results_bucket),
+            queue=ChunkQueue(make_celery(settings), queue_for(settings)),
+        )
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

@@ -1,0 +1,39 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from api.deps import Services
+from api.routes import health, images, jobs
+from yoloq.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="yoloq",
+        version="0.1.0",
+        description="Submit images in object storage for YOLO detection; poll for results.",
+    )
+    app.state.services = Services.from_settings(settings)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(images.router)
+
+    @app.exception_handler(redis.RedisError)
+    async def redis_unavailable(request: Request, error: redis.RedisError) -> JSONResponse:
+        log.warning("redis error on %s: %s", request.url.path, error)
+        return JSONResponse(
+            {"detail": f"job store (Redis) unavailable: {error}; try again shortly"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+
+    return app

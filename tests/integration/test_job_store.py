@@ -1,0 +1,132 @@
+"""The job store against the real Redis server: idempotent completion, TTLs, heartbeats."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from yoloq.job_store import JobGone, JobStore
+from yoloq.schemas import (
+    InferenceParams,
+    ItemError,
+    ItemErrorCode,
+    JobStatus,
+    ObjectLocation,
+    ResultItem,
+    WorkerHeartbeat,
+)
+
+
+@pytest.fixture
+def store(redis_url: str) -> JobStore:
+    return JobStore.from_url(redis_url, f"js-{uuid.uuid4().hex[:8]}")
+
+
+def _job(store: JobStore, total: int, chunks: int, ttl_s: int = 600) -> str:
+    job_id = uuid.uuid4().hex
+    store.create(
+        job_id,
+        total=total,
+        chunks=chunks,
+        model="m",
+        params=InferenceParams(conf=0.4),
+        results=ObjectLocation(bucket="r", key=f"jobs/{job_id}/results.jsonl"),
+        ttl_s=ttl_s,
+    )
+    return job_id
+
+
+def _items(start: int, n: int, errors: int = 0) -> list[ResultItem]:
+    items = []
+    for index in range(start, start + n):
+        if index - start < errors:
+            error = ItemError(code=ItemErrorCode.EMPTY, message="empty")
+            items.append(
+                ResultItem(index=index, bucket="b", key=f"{index}", status="error", error=error)
+            )
+        else:
+            items.append(ResultItem(index=index, bucket="b", key=f"{index}", status="ok"))
+    return items
+
+
+def test_create_and_read_back(store: JobStore) -> None:
+    job_id = _job(store, total=5, chunks=2)
+    record = store.get(job_id)
+    assert record is not None
+    assert record.public.status == JobStatus.QUEUED
+    assert (record.public.total, record.public.done, record.public.failed) == (5, 0, 0)
+    assert record.params.conf == 0.4
+    assert record.chunks == 2
+    assert store.get(uuid.uuid4().hex) is None
+
+
+def test_a_chunk_delivered_twice_counts_once(store: JobStore) -> None:
+    job_id = _job(store, total=6, chunks=2)
+    first = store.complete_chunk(job_id, 0, _items(0, 4, errors=1))
+    again = store.complete_chunk(job_id, 0, _items(0, 4, errors=1))
+    assert first.newly_counted and not again.newly_counted
+    assert (again.chunks_done, again.chunks_total, again.job_complete) == (1, 2, False)
+    record = store.get(job_id)
+    assert record is not None
+    assert (record.public.done, record.public.failed) == (4, 1)
+    last = store.complete_chunk(job_id, 1, _items(4, 2))
+    assert last.job_complete
+    record = store.get(job_id)
+    assert record is not None
+    assert (record.public.done, record.public.failed) == (6, 1)
+
+
+def test_items_window_marks_unfinished_items(store: JobStore) -> None:
+    job_id = _job(store, total=6, chunks=2)
+    store.complete_chunk(job_id, 1, _items(3, 3))
+    window = store.items(job_id, 0, 6)
+    assert window[:3] == [None, None, None]
+    assert [item.index for item in window[3:] if item] == [3, 4, 5]
+
+
+def test_running_then_final_once(store: JobStore) -> None:
+    job_id = _job(store, total=1, chunks=1)
+    store.mark_running(job_id)
+    record = store.get(job_id)
+    assert record is not None and record.public.status == JobStatus.RUNNING
+    assert record.public.started_at is not None
+    assert store.finish(job_id, JobStatus.PARTIAL) == JobStatus.PARTIAL
+    # A second finisher (a redelivered last chunk) cannot change the outcome.
+    assert store.finish(job_id, JobStatus.SUCCEEDED) == JobStatus.PARTIAL
+    store.mark_running(job_id)
+    record = store.get(job_id)
+    assert record is not None and record.public.status == JobStatus.PARTIAL
+    assert record.public.finished_at is not None
+
+
+def test_results_expire_with_their_job(store: JobStore) -> None:
+    job_id = _job(store, total=2, chunks=1, ttl_s=120)
+    store.complete_chunk(job_id, 0, _items(0, 2))
+    for key in (
+        store.keys.job(job_id),
+        store.keys.job_items(job_id),
+        store.keys.job_chunks_done(job_id),
+    ):
+        assert 0 < int(store.redis.ttl(key)) <= 120
+
+
+def test_completing_a_vanished_job_raises(store: JobStore) -> None:
+    with pytest.raises(JobGone):
+        store.complete_chunk(uuid.uuid4().hex, 0, _items(0, 1))
+
+
+def test_heartbeats_age_out(store: JobStore) -> None:
+    now = datetime.now(tz=UTC)
+    beat = WorkerHeartbeat(
+        name="gpu0@host", device="cuda:0", model="m", model_sha256="ab", warmed=True,
+        images_done=3, started_at=now, last_seen=now,
+    )  # fmt: skip
+    store.heartbeat(beat, ttl_s=10)
+    assert [w.name for w in store.live_workers(30)] == ["gpu0@host"]
+    store.redis.zadd(store.keys.workers(), {"gpu0@host": time.time() - 60})
+    assert store.live_workers(30) == []
+    store.forget_worker("gpu0@host")
+    assert not store.redis.exists(store.keys.worker("gpu0@host"))

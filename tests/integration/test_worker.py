@@ -1,0 +1,135 @@
+"""A real ``yoloq worker`` process, fed chunks through the real broker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import image_factory as make
+from tests.conftest import INPUT_BUCKET, RESULTS_BUCKET
+from workers.model import sha256_of
+from yoloq import keys
+from yoloq.archive import ResultArchive
+from yoloq.chunking import split_into_chunks
+from yoloq.job_store import JobRecord, JobStore
+from yoloq.local_services import wait_until
+from yoloq.object_store import ObjectStore
+from yoloq.queue import ChunkQueue, make_celery, queue_for
+from yoloq.schemas import ImageRef, InferenceParams, JobStatus, ObjectLocation
+from yoloq.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def queue(stack_env: dict[str, str], worker: str) -> Iterator[ChunkQueue]:
+    settings = Settings.model_validate(
+        {
+            k.removeprefix("YOLOQ_").lower(): v
+            for k, v in stack_env.items()
+            if k.startswith("YOLOQ_")
+        }
+    )
+    app = make_celery(settings)
+    yield ChunkQueue(app, queue_for(settings))
+    app.close()
+
+
+def _submit(
+    job_store: JobStore, queue: ChunkQueue, images: list[ImageRef], chunk_size: int = 4
+) -> str:
+    job_id = uuid.uuid4().hex
+    chunks = split_into_chunks(job_id, images, InferenceParams(), chunk_size)
+    job_store.create(
+        job_id,
+        total=len(images),
+        chunks=len(chunks),
+        model="test",
+        params=InferenceParams(),
+        results=ObjectLocation(bucket=RESULTS_BUCKET, key=keys.results_key(job_id)),
+        ttl_s=3600,
+    )
+    for chunk in chunks:
+        queue.send(chunk)
+    return job_id
+
+
+def _wait_final(job_store: JobStore, job_id: str) -> JobRecord:
+    def final() -> bool:
+        record = job_store.get(job_id)
+        return record is not None and record.public.status.is_final
+
+    wait_until(final, timeout_s=120, what=f"job {job_id} to finish")
+    record = job_store.get(job_id)
+    assert record is not None
+    return record
+
+
+def _put_images(object_store: ObjectStore, n: int) -> list[ImageRef]:
+    refs = []
+    for i in range(n):
+        key = f"worker-test/{uuid.uuid4().hex}.jpg"
+        object_store.put(INPUT_BUCKET, key, make.jpeg(200 + 40 * i, 160 + 20 * i, seed=i))
+        refs.append(ImageRef(bucket=INPUT_BUCKET, key=key))
+    return refs
+
+
+def test_heartbeat_names_device_model_and_warmth(
+    worker: str, job_store: JobStore, model_path: Path
+) -> None:
+    beat = next(w for w in job_store.live_workers(30) if w.name == worker)
+    assert worker.startswith("cpu@")
+    assert beat.device == "cpu"
+    assert beat.warmed
+    assert beat.model_sha256 == sha256_of(model_path)
+    assert beat.model == model_path.stem
+
+
+def test_worker_runs_a_job_to_the_end(
+    job_store: JobStore, queue: ChunkQueue, object_store: ObjectStore
+) -> None:
+    images = _put_images(object_store, 6)
+    job_id = _submit(job_store, queue, images)
+    record = _wait_final(job_store, job_id)
+    assert record.public.status == JobStatus.SUCCEEDED
+    assert (record.public.total, record.public.done, record.public.failed) == (6, 6, 0)
+    items = job_store.items(job_id, 0, 6)
+    assert [item.index for item in items if item] == list(range(6))
+    assert [(item.width, item.height) for item in items if item] == [
+        (200 + 40 * i, 160 + 20 * i) for i in range(6)
+    ]
+    archive = ResultArchive(object_store, RESULTS_BUCKET)
+    assert archive.read_results(job_id) == items
+    manifest = archive.read_manifest(job_id)
+    assert manifest is not None and manifest.job == record.public
+
+
+def test_a_redelivered_chunk_changes_nothing(
+    job_store: JobStore, queue: ChunkQueue, object_store: ObjectStore
+) -> None:
+    images = _put_images(object_store, 3)
+    job_id = _submit(job_store, queue, images, chunk_size=2)
+    before = _wait_final(job_store, job_id)
+    archive = ResultArchive(object_store, RESULTS_BUCKET)
+    results_before = archive.read_results(job_id)
+
+    # The broker delivers chunk 0 again, as after a visibility timeout. Its part is
+    # removed first so the test can see the duplicate being processed.
+    object_store.client.delete_object(Bucket=RESULTS_BUCKET, Key=keys.result_part_key(job_id, 0))
+    queue.send(split_into_chunks(job_id, images, InferenceParams(), 2)[0])
+
+    def duplicate_done() -> bool:
+        # Rewritten part, and nothing left unacknowledged: the task ran to its end.
+        part = object_store.get_if_exists(RESULTS_BUCKET, keys.result_part_key(job_id, 0))
+        return part is not None and job_store.redis.hlen("unacked") == 0
+
+    wait_until(duplicate_done, timeout_s=60, what="the duplicate chunk to be processed")
+    after = job_store.get(job_id)
+    assert after is not None
+    assert (after.public.done, after.public.failed, after.public.status) == (
+        3,
+        0,
+        before.public.status,
+    )
+    assert archive.read_results(job_id) == results_before

@@ -1,0 +1,1 @@
+"""GPU-pinned inference workers: Celery in front, plain code behind it."""

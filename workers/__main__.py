@@ -1,0 +1,7 @@
+"""``python -m workers`` is ``yoloq worker``."""
+
+import sys
+
+from yoloq.cli import main
+
+main(["worker", *sys.argv[1:]])

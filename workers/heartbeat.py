@@ -1,0 +1,58 @@
+"""A worker's heartbeat in Redis: what it serves, on which device, and that it is alive."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+from workers.runtime import WorkerRuntime
+from yoloq.schemas import WorkerHeartbeat
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    def __init__(self, runtime: WorkerRuntime, name: str, interval_s: float) -> None:
+        self.runtime = runtime
+        self.name = name
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def beat(self) -> WorkerHeartbeat:
+        runtime = self.runtime
+        detector = runtime.detector
+        beat = WorkerHeartbeat(
+            name=self.name,
+            device=detector.device.requested,
+            model=runtime.settings.queue_model_name,
+            model_sha256=detector.sha256,
+            warmed=detector.warmed,
+            images_done=runtime.images_done,
+            started_at=datetime.fromtimestamp(runtime.started_at, tz=UTC),
+            last_seen=datetime.now(tz=UTC),
+        )
+        # Three missed beats and the entry expires by itself.
+        runtime.jobs.heartbeat(beat, ttl_s=3 * self.interval_s)
+        return beat
+
+    def start(self) -> None:
+        self.beat()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval_s)
+        try:
+            self.runtime.jobs.forget_worker(self.name)
+        except Exception:
+            log.warning("could not remove the heartbeat of %s", self.name, exc_info=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.beat()
+            except Exception:
+                # Redis may be restarting; the next beat tries again.
+                log.warning("heartbeat failed", exc_info=True)

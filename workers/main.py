@@ -1,0 +1,82 @@
+"""Starting a worker: pin the device, load and warm the model, then consume."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+from workers.device import parse_device, pin_device
+
+log = logging.getLogger("workers")
+
+
+def run_worker(
+    device_name: str = "auto",
+    *,
+    name: str | None = None,
+    concurrency: int | None = None,
+    loglevel: str = "INFO",
+) -> None:
+    # Order matters: the device is pinned before anything imports torch.
+    device = parse_device(device_name)
+    pin_device(device)
+
+    from workers import runtime as worker_runtime
+    from workers.heartbeat import Heartbeat
+    from workers.model import Detector, configure_offline, resolve_weights
+    from workers.tasks import register_tasks
+    from yoloq.archive import ResultArchive
+    from yoloq.job_store import JobStore
+    from yoloq.object_store import ObjectStore
+    from yoloq.queue import make_celery, queue_for
+    from yoloq.settings import Settings
+
+    logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    if not settings.model:
+        raise SystemExit("YOLOQ_MODEL is not set: give a weights path or an s3://bucket/key URI")
+    configure_offline(settings.cache_dir / "ultralytics")
+
+    store = ObjectStore(settings.s3_endpoint_url)
+    jobs = JobStore.from_url(settings.redis_url, settings.key_prefix)
+    weights = resolve_weights(settings.model, store, settings.cache_dir)
+    detector = Detector(weights, device)
+    log.info("model %s (sha256 %s) loaded on %s", weights, detector.sha256[:12], device.requested)
+    seconds = detector.warm_up(imgsz=640, batch_sizes=sorted({1, settings.chunk_size}))
+    log.info("model warmed in %.1fs", seconds)
+
+    runtime = worker_runtime.WorkerRuntime(
+        settings=settings,
+        jobs=jobs,
+        store=store,
+        archive=ResultArchive(store, settings.results_bucket),
+        detector=detector,
+        io_pool=ThreadPoolExecutor(settings.io_threads, thread_name_prefix="io"),
+    )
+    worker_runtime.set_current(runtime)
+
+    app = make_celery(settings)
+    register_tasks(app)
+    hostname = name or f"{device.label}@{socket.gethostname()}"
+    heartbeat = Heartbeat(runtime, hostname, settings.heartbeat_interval_s)
+    heartbeat.start()
+    try:
+        app.worker_main(
+            [
+                "worker",
+                # Threads, not prefork: no fork after CUDA is initialised, and one model
+                # in memory shared by every task.
+                "--pool=threads",
+                f"--concurrency={concurrency or settings.worker_concurrency}",
+                f"--queues={queue_for(settings)}",
+                f"--hostname={hostname}",
+                f"--loglevel={loglevel}",
+                "--task-events",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+    finally:
+        heartbeat.stop()
+        runtime.io_pool.shutdown(wait=False, cancel_futures=True)

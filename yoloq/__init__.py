@@ -1,0 +1,1 @@
+"""yoloq: queue-driven, distributed YOLO inference. This package is the shared contract."""

@@ -1,0 +1,60 @@
+"""The ``yoloq`` command: worker, api, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from workers.main import run_worker
+
+    run_worker(args.device, name=args.name, concurrency=args.concurrency, loglevel=args.loglevel)
+    return 0
+
+
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "api.main:create_app", factory=True, host=args.host, port=args.port, log_level="info"
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from yoloq.demo import run_demo
+
+    return run_demo(stay=not args.exit, api_port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yoloq", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    worker = commands.add_parser("worker", help="run an inference worker pinned to one device")
+    worker.add_argument(
+        "--device", default="auto", help="cpu, cuda:N, or auto (first GPU, else CPU)"
+    )
+    worker.add_argument("--name", help="Celery hostname (default: DEVICE@HOST, e.g. gpu0@host)")
+    worker.add_argument("--concurrency", type=int, help="Celery threads (YOLOQ_WORKER_CONCURRENCY)")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(run=_worker)
+
+    api = commands.add_parser("api", help="run the HTTP API under uvicorn")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(run=_api)
+
+    demo = commands.add_parser(
+        "demo", help="start everything locally, run a job on the sample images, print results"
+    )
+    demo.add_argument("--exit", action="store_true", help="stop everything once the job is done")
+    demo.add_argument("--port", type=int, default=8000, help="API port (a free one if taken)")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(args.run(args))

@@ -1,0 +1,106 @@
+"""A small synchronous client for the yoloq HTTP API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from yoloq.schemas import (
+    ImageRef,
+    InferenceParams,
+    JobAccepted,
+    JobCreate,
+    JobPublic,
+    ResultItem,
+    ResultsPage,
+    UploadedImage,
+)
+
+
+class ApiError(Exception):
+    def __init__(self, status_code: int, detail: Any) -> None:
+        super().__init__(f"HTTP {status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+class Client:
+    def __init__(self, base_url: str, timeout_s: float = 30.0) -> None:
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ApiError(response.status_code, detail)
+        return response.json()
+
+    def ready(self) -> bool:
+        try:
+            return self.http.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def upload(self, path: Path) -> ImageRef:
+        with path.open("rb") as f:
+            body = self._call("POST", "/v1/images", files={"file": (path.name, f)})
+        uploaded = UploadedImage.model_validate(body)
+        return ImageRef(bucket=uploaded.bucket, key=uploaded.key)
+
+    def submit(self, images: list[ImageRef], params: InferenceParams | None = None) -> JobAccepted:
+        job = JobCreate(images=images, params=params or InferenceParams())
+        return JobAccepted.model_validate(
+            self._call("POST", "/v1/jobs", json=job.model_dump(mode="json"))
+        )
+
+    def job(self, job_id: str) -> JobPublic:
+        return JobPublic.model_validate(self._call("GET", f"/v1/jobs/{job_id}"))
+
+    def results_page(self, job_id: str, offset: int = 0, limit: int = 100) -> ResultsPage:
+        body = self._call(
+            "GET", f"/v1/jobs/{job_id}/results", params={"offset": offset, "limit": limit}
+        )
+        return ResultsPage.model_validate(body)
+
+    def results(self, job_id: str, page_size: int = 500) -> Iterator[ResultItem]:
+        """Every item of a finished job, in submission order."""
+        offset: int | None = 0
+        while offset is not None:
+            page = self.results_page(job_id, offset, page_size)
+            yield from page.items
+            offset = page.next_offset
+
+    def wait(
+        self,
+        job_id: str,
+        timeout_s: float = 600.0,
+        poll_s: float = 0.25,
+        on_progress: Callable[[JobPublic], None] | None = None,
+    ) -> JobPublic:
+        """Poll until the job's status is final."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.job(job_id)
+            if on_progress:
+                on_progress(job)
+            if job.status.is_final:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job.status} after {timeout_s:.0f}s")
+            time.sleep(poll_s)

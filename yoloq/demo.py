@@ -1,0 +1,138 @@
+"""``yoloq demo``: the whole service on one machine, and a job run through it.
+
+Uses the Redis and S3 named by ``YOLOQ_REDIS_URL`` / ``YOLOQ_S3_ENDPOINT_URL`` when they
+are set, and otherwise starts its own on loopback; then a worker (GPU if there is one),
+the API, a job on the sample images, and prints what was found.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from yoloq.client import Client
+from yoloq.local_services import (
+    ProcessGroup,
+    free_port,
+    port_open,
+    start_redis,
+    start_s3,
+    wait_until,
+    yoloq_argv,
+)
+from yoloq.object_store import ObjectStore
+from yoloq.progress import JobProgress
+from yoloq.schemas import JobPublic, JobStatus, ResultItem
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE_MODEL = REPO / "tests" / "fixtures" / "shapes_yolov8n.pt"
+SAMPLES = REPO / "tests" / "fixtures" / "samples"
+WORK_DIR = Path(".demo")
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def _redis_url(group: ProcessGroup) -> str:
+    url = os.environ.get("YOLOQ_REDIS_URL")
+    if url:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+        say(f"using Redis at {url}")
+        return url
+    url = start_redis(group, free_port(), WORK_DIR / "redis")
+    say(f"started Redis at {url}")
+    return url
+
+
+def _s3_endpoint(group: ProcessGroup) -> str:
+    endpoint = os.environ.get("YOLOQ_S3_ENDPOINT_URL")
+    if endpoint:
+        say(f"using S3 at {endpoint}")
+        return endpoint
+    # moto takes any credentials; boto3 refuses to sign without some.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "demo")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "demo")
+    endpoint = start_s3(group, free_port())
+    say(f"started an S3-compatible server (moto) at {endpoint}")
+    return endpoint
+
+
+def _print_results(items: list[ResultItem]) -> None:
+    for item in items:
+        name = item.key.rsplit("/", 1)[-1]
+        if item.status == "error" and item.error:
+            print(f"  [{item.index}] {name}: ERROR {item.error.code}: {item.error.message}")
+            continue
+        print(f"  [{item.index}] {name} ({item.width}x{item.height}): {len(item.detections)} found")
+        for d in item.detections:
+            box = ", ".join(f"{v:.0f}" for v in d.box)
+            print(f"      {d.class_name:<10} {d.confidence:.2f}  [{box}]")
+
+
+def run_demo(stay: bool = True, api_port: int = 8000) -> int:
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    model = os.environ.get("YOLOQ_MODEL") or str(FIXTURE_MODEL)
+    samples = sorted(SAMPLES.glob("*.jpg"))
+    if not samples:
+        say(f"no sample images in {SAMPLES}")
+        return 2
+    with ProcessGroup(WORK_DIR / "logs") as group:
+        env = {
+            "YOLOQ_REDIS_URL": _redis_url(group),
+            "YOLOQ_S3_ENDPOINT_URL": _s3_endpoint(group),
+            "YOLOQ_MODEL": model,
+            "YOLOQ_KEY_PREFIX": os.environ.get("YOLOQ_KEY_PREFIX", "yoloq-demo"),
+        }
+        os.environ.update(env)
+        from yoloq.settings import Settings
+
+        settings = Settings()
+        store = ObjectStore(settings.s3_endpoint_url)
+        for bucket in (settings.results_bucket, settings.uploads_bucket):
+            store.ensure_bucket(bucket)
+
+        say(f"starting a worker with {model} (logs in {group.log_dir})")
+        worker = group.start("worker", yoloq_argv("worker", "--device", "auto"), env)
+        port = api_port if not port_open("127.0.0.1", api_port) else free_port()
+        url = f"http://127.0.0.1:{port}"
+        api = group.start("api", yoloq_argv("api", "--port", str(port)), env)
+        group.wait_ready(api, lambda: port_open("127.0.0.1", port), timeout_s=60)
+        say(f"API up at {url}; waiting for the worker to load and warm its model")
+        with Client(url) as client:
+            group.wait_ready(worker, client.ready, timeout_s=300)
+
+            refs = [client.upload(path) for path in samples]
+            say(f"uploaded {len(refs)} sample images to s3://{settings.uploads_bucket}/")
+            accepted = client.submit(refs)
+            say(f"submitted job {accepted.id}")
+            started = time.monotonic()
+            job: JobPublic = client.wait(accepted.id, timeout_s=600, on_progress=JobProgress())
+            elapsed = time.monotonic() - started
+            items = list(client.results(accepted.id))
+
+        say(f"job {job.id} {job.status.value} in {elapsed:.1f}s: {job.done} images")
+        _print_results(items)
+        print()
+        say(f"API docs:    {url}/docs")
+        say(f"job:         {url}/v1/jobs/{job.id}")
+        say(f"results:     {url}/v1/jobs/{job.id}/results")
+        say(f"in S3:       s3://{job.results.bucket}/{job.results.key} at {settings.s3_endpoint_url}")
+        if stay:
+            say("running; press Ctrl-C to stop everything the demo started")
+            try:
+                wait_until(
+                    lambda: not (api.alive() and worker.alive()), float("inf"), "exit", 1.0
+                )
+            except KeyboardInterrupt:
+                pass
+            say("stopping")
+    return 0 if job.status == JobStatus.SUCCEEDED else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run_demo())

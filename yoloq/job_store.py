@@ -1,0 +1,203 @@
+"""Job state, per-item results and worker heartbeats in Redis.
+
+Redis is the fast path: everything here expires after the result TTL, and S3 (see
+``yoloq.archive``) keeps the durable record. Counters change only inside Lua scripts so
+a chunk delivered twice is counted once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+
+import redis
+
+from yoloq import keys
+from yoloq.schemas import (
+    InferenceParams,
+    JobPublic,
+    JobStatus,
+    ObjectLocation,
+    ResultItem,
+    WorkerHeartbeat,
+)
+
+
+def _lua(name: str) -> str:
+    return resources.files("yoloq").joinpath("lua", f"{name}.lua").read_text()
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    return datetime.fromtimestamp(float(value), tz=UTC) if value else None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """What Redis holds about a job: its public view plus what workers need."""
+
+    public: JobPublic
+    model: str
+    params: InferenceParams
+    chunks: int
+
+
+@dataclass(frozen=True)
+class ChunkCompletion:
+    newly_counted: bool
+    chunks_done: int
+    chunks_total: int
+
+    @property
+    def job_complete(self) -> bool:
+        return self.chunks_done >= self.chunks_total
+
+
+class JobGone(Exception):
+    """The job's state is no longer in Redis (expired, or never created)."""
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis[str], prefix: str) -> None:
+        self.redis = client
+        self.keys = keys.RedisKeys(prefix)
+        self._complete_chunk = client.register_script(_lua("complete_chunk"))
+        self._mark_running = client.register_script(_lua("mark_running"))
+        self._finish_job = client.register_script(_lua("finish_job"))
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str) -> JobStore:
+        client = redis.Redis.from_url(
+            url, decode_responses=True, socket_connect_timeout=5, socket_timeout=30
+        )
+        return cls(client, prefix)
+
+    def ping(self) -> None:
+        self.redis.ping()
+
+    # Jobs
+
+    def create(
+        self,
+        job_id: str,
+        *,
+        total: int,
+        chunks: int,
+        model: str,
+        params: InferenceParams,
+        results: ObjectLocation,
+        ttl_s: int,
+    ) -> JobRecord:
+        now = time.time()
+        key = self.keys.job(job_id)
+        fields: dict[str | bytes, bytes | float | int | str] = {
+            "id": job_id,
+            "status": JobStatus.QUEUED.value,
+            "total": total,
+            "done": 0,
+            "failed": 0,
+            "chunks": chunks,
+            "created_at": repr(now),
+            "model": model,
+            "params": params.model_dump_json(),
+            "results_bucket": results.bucket,
+            "results_key": results.key,
+        }
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, ttl_s)
+        pipe.execute()
+        record = self.get(job_id)
+        assert record is not None
+        return record
+
+    def get(self, job_id: str) -> JobRecord | None:
+        fields = self.redis.hgetall(self.keys.job(job_id))
+        if not fields:
+            return None
+        public = JobPublic(
+            id=fields["id"],
+            status=JobStatus(fields["status"]),
+            total=int(fields["total"]),
+            done=int(fields["done"]),
+            failed=int(fields["failed"]),
+            created_at=datetime.fromtimestamp(float(fields["created_at"]), tz=UTC),
+            started_at=_timestamp(fields.get("started_at")),
+            finished_at=_timestamp(fields.get("finished_at")),
+            results=ObjectLocation(bucket=fields["results_bucket"], key=fields["results_key"]),
+        )
+        return JobRecord(
+            public=public,
+            model=fields["model"],
+            params=InferenceParams.model_validate_json(fields["params"]),
+            chunks=int(fields["chunks"]),
+        )
+
+    def delete(self, job_id: str) -> None:
+        self.redis.delete(
+            self.keys.job(job_id), self.keys.job_items(job_id), self.keys.job_chunks_done(job_id)
+        )
+
+    def mark_running(self, job_id: str) -> None:
+        self._mark_running(keys=[self.keys.job(job_id)], args=[repr(time.time())])
+
+    def complete_chunk(self, job_id: str, chunk: int, items: list[ResultItem]) -> ChunkCompletion:
+        """Store a chunk's items and count them, unless this chunk was counted already."""
+        args: list[str | int] = [chunk, sum(1 for item in items if item.status == "error")]
+        for item in items:
+            args += [item.index, item.model_dump_json()]
+        newly, chunks_done, chunks_total = self._complete_chunk(
+            keys=[
+                self.keys.job(job_id),
+                self.keys.job_chunks_done(job_id),
+                self.keys.job_items(job_id),
+            ],
+            args=args,
+        )
+        if newly == -1:
+            raise JobGone(f"job {job_id} is not in Redis (expired or never created)")
+        return ChunkCompletion(bool(newly), int(chunks_done), int(chunks_total))
+
+    def finish(self, job_id: str, status: JobStatus) -> JobStatus:
+        """Set the final status unless one is set already; returns the status that stands."""
+        result = self._finish_job(
+            keys=[self.keys.job(job_id)], args=[status.value, repr(time.time())]
+        )
+        if not result:
+            raise JobGone(f"job {job_id} is not in Redis (expired or never created)")
+        return JobStatus(result)
+
+    def items(self, job_id: str, offset: int, limit: int) -> list[ResultItem | None]:
+        """Items ``offset`` .. ``offset + limit - 1``; None where an item is not done yet."""
+        if limit <= 0:
+            return []
+        indexes = [str(index) for index in range(offset, offset + limit)]
+        raw = self.redis.hmget(self.keys.job_items(job_id), indexes)
+        return [ResultItem.model_validate_json(value) if value else None for value in raw]
+
+    # Workers
+
+    def heartbeat(self, beat: WorkerHeartbeat, ttl_s: float) -> None:
+        key = self.keys.worker(beat.name)
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping={"json": beat.model_dump_json()})
+        pipe.expire(key, max(1, int(ttl_s)))
+        pipe.zadd(self.keys.workers(), {beat.name: beat.last_seen.timestamp()})
+        pipe.execute()
+
+    def forget_worker(self, name: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.delete(self.keys.worker(name))
+        pipe.zrem(self.keys.workers(), name)
+        pipe.execute()
+
+    def live_workers(self, max_age_s: float) -> list[WorkerHeartbeat]:
+        """Workers whose last heartbeat is at most ``max_age_s`` old."""
+        names = self.redis.zrangebyscore(self.keys.workers(), time.time() - max_age_s, "+inf")
+        beats = []
+        for name in names:
+            raw = self.redis.hget(self.keys.worker(name), "json")
+            if raw:
+                beats.append(WorkerHeartbeat.model_validate_json(str(raw)))
+        return beats

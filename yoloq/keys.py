@@ -1,0 +1,59 @@
+"""Every Redis key, queue name, task name and S3 key yoloq uses, in one place."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+INFER_TASK = "yoloq.infer_chunk"
+"""The Celery task name; the API sends by name and never imports the worker."""
+
+JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def queue_name(model_name: str) -> str:
+    """One queue per model, so workers holding different models never take each other's work."""
+    return f"yoloq.infer.{model_name}"
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    prefix: str
+
+    def job(self, job_id: str) -> str:
+        """Hash: the job's state and counters."""
+        return f"{self.prefix}:job:{job_id}"
+
+    def job_items(self, job_id: str) -> str:
+        """Hash: item index -> result JSON."""
+        return f"{self.prefix}:job:{job_id}:items"
+
+    def job_chunks_done(self, job_id: str) -> str:
+        """Set: indexes of chunks already counted, so a redelivered chunk never counts twice."""
+        return f"{self.prefix}:job:{job_id}:chunks"
+
+    def workers(self) -> str:
+        """Sorted set: worker name scored by last heartbeat (unix seconds)."""
+        return f"{self.prefix}:workers"
+
+    def worker(self, name: str) -> str:
+        """Hash: one worker's heartbeat."""
+        return f"{self.prefix}:worker:{name}"
+
+
+# S3 layout in the results bucket. Deterministic keys: a redelivered chunk overwrites its
+# own part instead of adding a second one.
+def result_part_key(job_id: str, chunk: int) -> str:
+    return f"jobs/{job_id}/parts/{chunk:06d}.jsonl"
+
+
+def results_key(job_id: str) -> str:
+    return f"jobs/{job_id}/results.jsonl"
+
+
+def manifest_key(job_id: str) -> str:
+    return f"jobs/{job_id}/manifest.json"
+
+
+def upload_key(upload_id: str, suffix: str) -> str:
+    return f"uploads/{upload_id[:2]}/{upload_id}{suffix}"

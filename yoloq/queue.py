@@ -1,0 +1,58 @@
+"""The Celery queue: one app configuration shared by the API (sender) and workers.
+
+The API sends tasks by name (``keys.INFER_TASK``) so it never imports the worker code,
+torch or Ultralytics.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from yoloq import keys
+from yoloq.schemas import ChunkTask
+from yoloq.settings import Settings
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("yoloq", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        # JSON only: a pickle from the broker would be remote code execution.
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        # Acknowledge after the chunk is recorded, and hand a chunk back if its worker
+        # dies, so a killed worker's chunks are redelivered instead of lost.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_default_queue=queue_for(settings),
+        # Flower and `celery events` see tasks only with events on.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+def queue_for(settings: Settings) -> str:
+    return keys.queue_name(settings.queue_model_name)
+
+
+class ChunkQueue:
+    """Sends chunks of a job to the queue of the model that serves it."""
+
+    def __init__(self, app: Celery, queue: str) -> None:
+        self.app = app
+        self.queue = queue
+
+    def send(self, chunk: ChunkTask) -> None:
+        self.app.send_task(
+            keys.INFER_TASK,
+            args=[chunk.model_dump(mode="json")],
+            queue=self.queue,
+            # Names the task in Flower without putting image data in its arguments.
+            shadow=f"{keys.INFER_TASK}[{chunk.job_id}:{chunk.chunk}]",
+        )

@@ -1,0 +1,169 @@
+"""Job and result schemas: the contract between the API, the workers and clients."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BucketName = Annotated[
+    str,
+    Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$"),
+]
+ObjectKey = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+class ItemErrorCode(enum.StrEnum):
+    """Stable codes for an image that produced no detections; clients may branch on them."""
+
+    NOT_FOUND = "not_found"
+    EMPTY = "empty"
+    NOT_AN_IMAGE = "not_an_image"
+    DECODE_FAILED = "decode_failed"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+    INFERENCE_FAILED = "inference_failed"
+
+
+class ImageRef(BaseModel):
+    """An image in object storage: bucket and key, never a URL (no SSRF)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: BucketName
+    key: ObjectKey
+
+
+class InferenceParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conf: float = Field(default=0.25, ge=0.0, le=1.0, description="Minimum confidence.")
+    iou: float = Field(default=0.7, ge=0.0, le=1.0, description="NMS IoU threshold.")
+    imgsz: int = Field(
+        default=640, ge=32, le=4096, multiple_of=32, description="Inference size (pixels)."
+    )
+    max_det: int = Field(default=300, ge=1, le=3000, description="Most detections per image.")
+    classes: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, description="Keep only these class ids; null keeps all."
+    )
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "images": [{"bucket": "images", "key": "line-3/cam-1/000123.jpg"}],
+                    "params": {"conf": 0.25, "iou": 0.7, "imgsz": 640, "max_det": 300},
+                }
+            ]
+        },
+    )
+
+    images: list[ImageRef] = Field(min_length=1)
+    params: InferenceParams = Field(default_factory=InferenceParams)
+
+
+class JobAccepted(BaseModel):
+    id: str
+    status: JobStatus
+    total: int
+
+
+class ObjectLocation(BaseModel):
+    bucket: str
+    key: str
+
+
+class JobPublic(BaseModel):
+    id: str
+    status: JobStatus
+    total: int
+    done: int = Field(description="Items finished, with or without an error.")
+    failed: int = Field(description="Items finished with an error.")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    results: ObjectLocation = Field(description="Where results.jsonl is (once finished).")
+
+
+class Detection(BaseModel):
+    class_id: int
+    class_name: str
+    confidence: float
+    box: list[float] = Field(
+        min_length=4, max_length=4, description="x1, y1, x2, y2 in original-image pixels."
+    )
+
+
+class ItemError(BaseModel):
+    code: ItemErrorCode
+    message: str
+
+
+class ResultItem(BaseModel):
+    index: int = Field(description="Position of the image in the submitted list.")
+    bucket: str
+    key: str
+    status: Literal["ok", "error"]
+    width: int | None = None
+    height: int | None = None
+    detections: list[Detection] = Field(default_factory=list)
+    error: ItemError | None = None
+
+
+class ResultsPage(BaseModel):
+    items: list[ResultItem]
+    next_offset: int | None = Field(
+        description="Offset of the next page; null once every item has been returned."
+    )
+
+
+class UploadedImage(BaseModel):
+    bucket: str
+    key: str
+
+
+class ChunkTask(BaseModel):
+    """The body of one Celery message: a slice of a job's images, in submission order."""
+
+    job_id: str
+    chunk: int = Field(ge=0)
+    start: int = Field(ge=0, description="Index of the chunk's first image in the job.")
+    images: list[ImageRef]
+    params: InferenceParams
+
+
+class Manifest(BaseModel):
+    """Written to S3 when a job ends: the durable record once Redis has expired it."""
+
+    job: JobPublic
+    model: str
+    params: InferenceParams
+    chunks: int
+
+
+class WorkerHeartbeat(BaseModel):
+    name: str = Field(description="Celery hostname, naming the device: gpu0@host, cpu@host.")
+    device: str
+    model: str
+    model_sha256: str
+    warmed: bool
+    images_done: int
+    started_at: datetime
+    last_seen: datetime

@@ -1,0 +1,75 @@
+"""One settings object per process, read from the environment (prefix ``YOLOQ_``).
+
+AWS credentials and region are not here: boto3 reads ``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY`` and ``AWS_DEFAULT_REGION`` itself, the way every AWS tool does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "yoloq"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="YOLOQ_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Job state, results while the TTL lasts, worker heartbeats; also the Celery broker."""
+    key_prefix: str = "yoloq"
+    """Prefix of every Redis key yoloq writes, so several deployments can share a server."""
+
+    s3_endpoint_url: str | None = None
+    """None means AWS S3; set it for MinIO or any S3-compatible server."""
+    input_buckets: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["images"])
+    """Buckets jobs may read images from (comma-separated). The uploads bucket is always allowed."""
+    results_bucket: str = "yoloq-results"
+    uploads_bucket: str = "yoloq-uploads"
+
+    model: str | None = None
+    """Weights: a local path or ``s3://bucket/key``. Required by workers."""
+    model_name: str | None = None
+    """Name of the model's queue; defaults to the weights file's stem."""
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    """Where workers keep downloaded models and Ultralytics' settings."""
+
+    chunk_size: int = Field(default=16, ge=1, le=1024)
+    """Images per Celery task: amortises the per-message cost over several inferences."""
+    result_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    """How long job state and results stay in Redis; S3 keeps them after that."""
+    max_images_per_job: int = Field(default=10_000, ge=1)
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+
+    worker_concurrency: int = Field(default=4, ge=1)
+    """Celery threads per worker: chunks downloading and decoding while another infers."""
+    io_threads: int = Field(default=8, ge=1)
+    """Threads per chunk fetching and decoding its images."""
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    visibility_timeout_s: int = Field(default=3600, ge=60)
+    """Broker redelivers an unacknowledged chunk after this; must exceed the longest chunk."""
+
+    @field_validator("input_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [b.strip() for b in value.split(",") if b.strip()]
+        return value
+
+    @property
+    def allowed_buckets(self) -> frozenset[str]:
+        return frozenset([*self.input_buckets, self.uploads_bucket])
+
+    @property
+    def queue_model_name(self) -> str:
+        """The model name that names the queue: explicit, or the stem of the weights file."""
+        if self.model_name:
+            return self.model_name
+        if self.model:
+            return Path(self.model.rsplit("/", 1)[-1]).stem
+        return "default"

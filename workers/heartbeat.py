@@ -29,6 +29,7 @@ class Heartbeat:
             model=runtime.settings.queue_model_name,
             model_sha256=detector.sha256,
             warmed=detector.warmed,
+            threads=detector.threads(),
             images_done=runtime.images_done,
             started_at=datetime.fromtimestamp(runtime.started_at, tz=UTC),
             last_seen=datetime.now(tz=UTC),

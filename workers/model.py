@@ -107,6 +107,11 @@ class Detector:
 
             torch.set_num_threads(os.cpu_count() or 1)
 
+    def threads(self) -> int:
+        import torch
+
+        return torch.get_num_threads()
+
     def predict(self, images: list[Image], params: InferenceParams) -> list[list[Detection]]:
         if not images:
             return []

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from yoloq.demo import SAMPLES
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -25,7 +28,7 @@ def _api(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from yoloq.demo import run_demo
 
-    return run_demo(stay=not args.exit, api_port=args.port)
+    return run_demo(stay=not args.exit, api_port=args.port, images_dir=args.images)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--exit", action="store_true", help="stop everything once the job is done")
     demo.add_argument("--port", type=int, default=8000, help="API port (a free one if taken)")
+    demo.add_argument(
+        "--images", type=Path, default=SAMPLES, help="folder of images to run (default: samples)"
+    )
     demo.set_defaults(run=_demo)
     return parser
 

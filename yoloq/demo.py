@@ -7,6 +7,7 @@ the API, a job on the sample images, and prints what was found.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -32,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURE_MODEL = REPO / "tests" / "fixtures" / "shapes_yolov8n.pt"
 SAMPLES = REPO / "tests" / "fixtures" / "samples"
 WORK_DIR = Path(".demo")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def say(message: str) -> None:
@@ -62,9 +64,9 @@ def _s3_endpoint(group: ProcessGroup) -> str:
     return endpoint
 
 
-def _print_results(items: list[ResultItem]) -> None:
+def _print_results(items: list[ResultItem], names: list[str]) -> None:
     for item in items:
-        name = item.key.rsplit("/", 1)[-1]
+        name = names[item.index]
         if item.status == "error" and item.error:
             print(f"  [{item.index}] {name}: ERROR {item.error.code}: {item.error.message}")
             continue
@@ -74,12 +76,12 @@ def _print_results(items: list[ResultItem]) -> None:
             print(f"      {d.class_name:<10} {d.confidence:.2f}  [{box}]")
 
 
-def run_demo(stay: bool = True, api_port: int = 8000) -> int:
+def run_demo(stay: bool = True, api_port: int = 8000, images_dir: Path = SAMPLES) -> int:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     model = os.environ.get("YOLOQ_MODEL") or str(FIXTURE_MODEL)
-    samples = sorted(SAMPLES.glob("*.jpg"))
+    samples = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not samples:
-        say(f"no sample images in {SAMPLES}")
+        say(f"no images in {images_dir}")
         return 2
     with ProcessGroup(WORK_DIR / "logs") as group:
         env = {
@@ -116,20 +118,17 @@ def run_demo(stay: bool = True, api_port: int = 8000) -> int:
             items = list(client.results(accepted.id))
 
         say(f"job {job.id} {job.status.value} in {elapsed:.1f}s: {job.done} images")
-        _print_results(items)
+        _print_results(items, [path.name for path in samples])
         print()
         say(f"API docs:    {url}/docs")
         say(f"job:         {url}/v1/jobs/{job.id}")
         say(f"results:     {url}/v1/jobs/{job.id}/results")
-        say(f"in S3:       s3://{job.results.bucket}/{job.results.key} at {settings.s3_endpoint_url}")
+        say(f"in S3:       s3://{job.results.bucket}/{job.results.key}")
+        say(f"S3 endpoint: {settings.s3_endpoint_url}")
         if stay:
             say("running; press Ctrl-C to stop everything the demo started")
-            try:
-                wait_until(
-                    lambda: not (api.alive() and worker.alive()), float("inf"), "exit", 1.0
-                )
-            except KeyboardInterrupt:
-                pass
+            with contextlib.suppress(KeyboardInterrupt):
+                wait_until(lambda: not (api.alive() and worker.alive()), float("inf"), "exit", 1.0)
             say("stopping")
     return 0 if job.status == JobStatus.SUCCEEDED else 1
 

@@ -164,6 +164,7 @@ class WorkerHeartbeat(BaseModel):
     model: str
     model_sha256: str
     warmed: bool
+    threads: int = Field(description="Torch CPU threads (all cores on a CPU worker).")
     images_done: int
     started_at: datetime
     last_seen: datetime

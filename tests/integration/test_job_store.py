@@ -121,7 +121,7 @@ def test_completing_a_vanished_job_raises(store: JobStore) -> None:
 def test_heartbeats_age_out(store: JobStore) -> None:
     now = datetime.now(tz=UTC)
     beat = WorkerHeartbeat(
-        name="gpu0@host", device="cuda:0", model="m", model_sha256="ab", warmed=True,
+        name="gpu0@host", device="cuda:0", model="m", model_sha256="ab", warmed=True, threads=2,
         images_done=3, started_at=now, last_seen=now,
     )  # fmt: skip
     store.heartbeat(beat, ttl_s=10)

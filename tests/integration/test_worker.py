@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +83,7 @@ def test_heartbeat_names_device_model_and_warmth(
     assert worker.startswith("cpu@")
     assert beat.device == "cpu"
     assert beat.warmed
+    assert beat.threads == os.cpu_count()  # not Ultralytics' cores - 1
     assert beat.model_sha256 == sha256_of(model_path)
     assert beat.model == model_path.stem
 

@@ -113,21 +113,33 @@ class Detector:
         return torch.get_num_threads()
 
     def predict(self, images: list[Image], params: InferenceParams) -> list[list[Detection]]:
-        if not images:
-            return []
+        """Detections for each image, in order.
+
+        Images are batched by shape. Ultralytics letterboxes a batch of one shape to the
+        smallest stride-aligned rectangle, exactly as it does a single image; a batch of
+        mixed shapes is padded to a square instead, which moves boxes and confidences. So
+        a same-shape batch returns what ``YOLO(weights).predict(image)`` returns in the lab.
+        """
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for position, image in enumerate(images):
+            by_shape.setdefault(image.shape, []).append(position)
+        found: list[list[Detection]] = [[] for _ in images]
         with self._lock:
-            results = self.model.predict(
-                images,
-                conf=params.conf,
-                iou=params.iou,
-                imgsz=params.imgsz,
-                max_det=params.max_det,
-                classes=params.classes,
-                device=self.torch_device,
-                half=self.half,
-                verbose=False,
-            )
-        return [self._detections(result) for result in results]
+            for positions in by_shape.values():
+                results = self.model.predict(
+                    [images[p] for p in positions],
+                    conf=params.conf,
+                    iou=params.iou,
+                    imgsz=params.imgsz,
+                    max_det=params.max_det,
+                    classes=params.classes,
+                    device=self.torch_device,
+                    half=self.half,
+                    verbose=False,
+                )
+                for position, result in zip(positions, results, strict=True):
+                    found[position] = self._detections(result)
+        return found
 
     def _detections(self, result: Any) -> list[Detection]:
         boxes = result.boxes

@@ -16,6 +16,7 @@ from pathlib import Path
 import redis
 
 from yoloq.client import Client
+from yoloq.evaluation import Score, read_yolo_labels, score
 from yoloq.local_services import (
     ProcessGroup,
     free_port,
@@ -76,6 +77,25 @@ def _print_results(items: list[ResultItem], names: list[str]) -> None:
             print(f"      {d.class_name:<10} {d.confidence:.2f}  [{box}]")
 
 
+def _print_score(items: list[ResultItem], images: list[Path]) -> None:
+    """Precision and recall against the labels beside the images, when there are any."""
+    total = Score()
+    labelled = 0
+    for item, image in zip(items, images, strict=True):
+        label = image.parent / "labels" / f"{image.stem}.txt"
+        if item.status != "ok" or not label.is_file() or not item.width or not item.height:
+            continue
+        labelled += 1
+        total.add(score(item.detections, read_yolo_labels(label, item.width, item.height)))
+    if labelled:
+        say(
+            f"against the labels of {labelled} images (IoU >= 0.5): "
+            f"precision {total.precision:.3f}, recall {total.recall:.3f} "
+            f"({total.true_positives} found, {total.false_positives} wrong, "
+            f"{total.false_negatives} missed)"
+        )
+
+
 def run_demo(stay: bool = True, api_port: int = 8000, images_dir: Path = SAMPLES) -> int:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     model = os.environ.get("YOLOQ_MODEL") or str(FIXTURE_MODEL)
@@ -119,6 +139,7 @@ def run_demo(stay: bool = True, api_port: int = 8000, images_dir: Path = SAMPLES
 
         say(f"job {job.id} {job.status.value} in {elapsed:.1f}s: {job.done} images")
         _print_results(items, [path.name for path in samples])
+        _print_score(items, samples)
         print()
         say(f"API docs:    {url}/docs")
         say(f"job:         {url}/v1/jobs/{job.id}")

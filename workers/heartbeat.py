@@ -30,7 +30,9 @@ class Heartbeat:
             model_sha256=detector.sha256,
             warmed=detector.warmed,
             threads=detector.threads(),
-            images_done=runtime.images_done,
+            images_done=runtime.stats.images_done,
+            max_batch=runtime.max_batch,
+            batch_sizes=runtime.stats.batch_histogram(),
             started_at=datetime.fromtimestamp(runtime.started_at, tz=UTC),
             last_seen=datetime.now(tz=UTC),
         )

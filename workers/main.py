@@ -24,6 +24,7 @@ def run_worker(
 
     from workers import runtime as worker_runtime
     from workers.heartbeat import Heartbeat
+    from workers.inference import make_batcher
     from workers.model import Detector, configure_offline, resolve_weights
     from workers.tasks import register_tasks
     from yoloq.archive import ResultArchive
@@ -43,16 +44,28 @@ def run_worker(
     weights = resolve_weights(settings.model, store, settings.cache_dir)
     detector = Detector(weights, device)
     log.info("model %s (sha256 %s) loaded on %s", weights, detector.sha256[:12], device.requested)
-    seconds = detector.warm_up(imgsz=640, batch_sizes=sorted({1, settings.chunk_size}))
-    log.info("model warmed in %.1fs", seconds)
-
+    warm = detector.warm_up(imgsz=640, max_batch=settings.max_batch)
+    costs = ", ".join(f"{size}: {1000 * s:.1f} ms" for size, s in warm.per_image_s.items())
+    log.info(
+        "model warmed in %.1fs; max batch %d%s",
+        warm.seconds,
+        warm.max_batch,
+        f" (per-image cost by batch size: {costs})" if costs else " (YOLOQ_MAX_BATCH)",
+    )
+    stats = worker_runtime.WorkerStats()
+    batcher = make_batcher(
+        detector, warm.max_batch, settings.max_delay_ms / 1000, on_batch=stats.count_batch
+    ).start()
     runtime = worker_runtime.WorkerRuntime(
         settings=settings,
         jobs=jobs,
         store=store,
         archive=ResultArchive(store, settings.results_bucket),
         detector=detector,
+        batcher=batcher,
         io_pool=ThreadPoolExecutor(settings.io_threads, thread_name_prefix="io"),
+        stats=stats,
+        max_batch=warm.max_batch,
     )
     worker_runtime.set_current(runtime)
 
@@ -79,4 +92,5 @@ def run_worker(
         )
     finally:
         heartbeat.stop()
+        batcher.stop()
         runtime.io_pool.shutdown(wait=False, cancel_futures=True)

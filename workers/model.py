@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +66,20 @@ def resolve_weights(spec: str, store: ObjectStore, cache_dir: Path) -> Path:
     return cached
 
 
+CPU_BATCH_CANDIDATES = (1, 2, 4, 8)
+GPU_BATCH_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    max_batch: int
+    per_image_s: dict[int, float]
+    """Measured cost per image by batch size; empty when the batch size was given."""
+    seconds: float
+
+
 class Detector:
-    """One loaded model on one device. ``predict`` is serialised: Ultralytics' predictor
-    keeps per-call state and is not thread-safe."""
+    """One loaded model on one device."""
 
     def __init__(self, weights: Path, device: Device) -> None:
         import torch
@@ -85,19 +96,41 @@ class Detector:
             )
         self.model = YOLO(str(weights), task="detect")
         self.names: dict[int, str] = dict(self.model.names)
-        self.half = device.is_cuda
-        self._lock = threading.Lock()
+        # FP16 on the GPU (about twice the throughput, same detections to ~1e-3); the CPU
+        # has no fast FP16 path.
+        self.precision = "fp16" if device.is_cuda else "fp32"
         self.warmed = False
 
-    def warm_up(self, imgsz: int, batch_sizes: list[int]) -> float:
-        """Run dummy batches so the first real request meets no lazy set-up or cold kernel."""
+    def warm_up(self, imgsz: int, max_batch: int | None) -> WarmUp:
+        """Choose the batch size (unless given) and run every size the batcher may use,
+        so no request meets a cold shape or a lazy set-up."""
         started = time.perf_counter()
-        blank = np.zeros((imgsz, imgsz, 3), dtype=np.uint8)
-        for size in batch_sizes:
-            self.predict([blank] * size, InferenceParams(imgsz=imgsz))
+        self._run_blank(1, imgsz)  # the first call builds Ultralytics' predictor
         self._use_all_cores()
+        per_image_s: dict[int, float] = {}
+        if max_batch is None:
+            candidates = GPU_BATCH_CANDIDATES if self.device.is_cuda else CPU_BATCH_CANDIDATES
+            per_image_s = {size: self._per_image_seconds(size, imgsz) for size in candidates}
+            best = min(per_image_s.values())
+            # The smallest batch within 5% of the best: larger ones only add waiting.
+            max_batch = min(size for size, cost in per_image_s.items() if cost <= best * 1.05)
+        for size in range(1, max_batch + 1):
+            self._run_blank(size, imgsz)
         self.warmed = True
-        return time.perf_counter() - started
+        return WarmUp(max_batch, per_image_s, time.perf_counter() - started)
+
+    def _run_blank(self, size: int, imgsz: int) -> None:
+        blank = np.zeros((imgsz, imgsz, 3), dtype=np.uint8)
+        self.predict_batch([blank] * size, InferenceParams(imgsz=imgsz))
+
+    def _per_image_seconds(self, size: int, imgsz: int, repeats: int = 2) -> float:
+        self._run_blank(size, imgsz)
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            self._run_blank(size, imgsz)
+            best = min(best, time.perf_counter() - started)
+        return best / size
 
     def _use_all_cores(self) -> None:
         # Ultralytics resets torch to (cores - 1) threads when its predictor starts on the
@@ -112,34 +145,29 @@ class Detector:
 
         return torch.get_num_threads()
 
-    def predict(self, images: list[Image], params: InferenceParams) -> list[list[Detection]]:
-        """Detections for each image, in order.
+    def predict_batch(self, images: list[Image], params: InferenceParams) -> list[list[Detection]]:
+        """Detections for images of one shape, in one call. Not thread-safe: only the
+        batcher thread calls it once the worker runs.
 
-        Images are batched by shape. Ultralytics letterboxes a batch of one shape to the
-        smallest stride-aligned rectangle, exactly as it does a single image; a batch of
-        mixed shapes is padded to a square instead, which moves boxes and confidences. So
-        a same-shape batch returns what ``YOLO(weights).predict(image)`` returns in the lab.
+        One shape per batch is what keeps the service equal to the lab: Ultralytics
+        letterboxes a batch of one shape to the smallest stride-aligned rectangle, exactly
+        as it does a single image, but pads a batch of mixed shapes to a square, which
+        moves boxes and confidences.
         """
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for position, image in enumerate(images):
-            by_shape.setdefault(image.shape, []).append(position)
-        found: list[list[Detection]] = [[] for _ in images]
-        with self._lock:
-            for positions in by_shape.values():
-                results = self.model.predict(
-                    [images[p] for p in positions],
-                    conf=params.conf,
-                    iou=params.iou,
-                    imgsz=params.imgsz,
-                    max_det=params.max_det,
-                    classes=params.classes,
-                    device=self.torch_device,
-                    half=self.half,
-                    verbose=False,
-                )
-                for position, result in zip(positions, results, strict=True):
-                    found[position] = self._detections(result)
-        return found
+        if len({image.shape for image in images}) > 1:
+            raise ValueError("predict_batch takes images of one shape")
+        results = self.model.predict(
+            images,
+            conf=params.conf,
+            iou=params.iou,
+            imgsz=params.imgsz,
+            max_det=params.max_det,
+            classes=params.classes,
+            device=self.torch_device,
+            quantize=self.precision,
+            verbose=False,
+        )
+        return [self._detections(result) for result in results]
 
     def _detections(self, result: Any) -> list[Detection]:
         boxes = result.boxes

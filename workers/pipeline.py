@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from workers.images import Image, ImageError, decode_image
+from workers.inference import InferenceInput
 from workers.runtime import WorkerRuntime
 from yoloq.object_store import ObjectNotFound, ObjectStore
 from yoloq.schemas import (
     ChunkTask,
     Detection,
     ImageRef,
+    InferenceParams,
     ItemError,
     ItemErrorCode,
     JobPublic,
@@ -54,52 +57,49 @@ def load_image(store: ObjectStore, ref: ImageRef) -> Image | ItemError:
         return ItemError(code=error.code, message=error.message)
 
 
-def _result_item(
-    index: int, ref: ImageRef, loaded: Image | ItemError, detections: list[Detection] | None
-) -> ResultItem:
+@dataclass(frozen=True)
+class Staged:
+    """An image fetched, decoded and handed to the batcher; or the reason it could not be."""
+
+    error: ItemError | None = None
+    width: int = 0
+    height: int = 0
+    detections: Future[list[Detection]] | None = None
+
+
+def stage(runtime: WorkerRuntime, ref: ImageRef, params: InferenceParams) -> Staged:
+    """Runs on an I/O thread, so downloads and decodes overlap inference."""
+    loaded = load_image(runtime.store, ref)
     if isinstance(loaded, ItemError):
-        return ResultItem(index=index, bucket=ref.bucket, key=ref.key, status="error", error=loaded)
+        return Staged(error=loaded)
     height, width = loaded.shape[:2]
-    if detections is None:
-        error = ItemError(code=ItemErrorCode.INFERENCE_FAILED, message="inference failed")
-        return ResultItem(
-            index=index,
-            bucket=ref.bucket,
-            key=ref.key,
-            status="error",
-            width=width,
-            height=height,
-            error=error,
+    future = runtime.batcher.submit(InferenceInput(loaded, params))
+    return Staged(width=width, height=height, detections=future)
+
+
+def _result_item(index: int, ref: ImageRef, staged: Staged) -> ResultItem:
+    item = ResultItem(index=index, bucket=ref.bucket, key=ref.key, status="ok")
+    if staged.error is not None:
+        return item.model_copy(update={"status": "error", "error": staged.error})
+    item = item.model_copy(update={"width": staged.width, "height": staged.height})
+    assert staged.detections is not None
+    try:
+        return item.model_copy(update={"detections": staged.detections.result()})
+    except Exception as error:
+        log.exception("inference failed for s3://%s/%s", ref.bucket, ref.key)
+        failure = ItemError(
+            code=ItemErrorCode.INFERENCE_FAILED, message=f"inference failed: {error}"
         )
-    return ResultItem(
-        index=index,
-        bucket=ref.bucket,
-        key=ref.key,
-        status="ok",
-        width=width,
-        height=height,
-        detections=detections,
-    )
+        return item.model_copy(update={"status": "error", "error": failure})
 
 
 def run_chunk(runtime: WorkerRuntime, task: ChunkTask) -> list[ResultItem]:
     """Fetch, decode and detect; one result per image, in order."""
-    loaded = list(runtime.io_pool.map(lambda ref: load_image(runtime.store, ref), task.images))
-    decoded = [image for image in loaded if not isinstance(image, ItemError)]
-    detections: list[list[Detection]] | None
-    try:
-        detections = runtime.detector.predict(decoded, task.params)
-    except Exception:
-        log.exception("inference failed for job %s chunk %d", task.job_id, task.chunk)
-        detections = None
-    per_image = iter(detections) if detections is not None else None
-    items = []
-    for offset, (ref, image) in enumerate(zip(task.images, loaded, strict=True)):
-        found = None
-        if per_image is not None and not isinstance(image, ItemError):
-            found = next(per_image)
-        items.append(_result_item(task.start + offset, ref, image, found))
-    return items
+    staged = list(runtime.io_pool.map(lambda ref: stage(runtime, ref, task.params), task.images))
+    return [
+        _result_item(task.start + offset, ref, item)
+        for offset, (ref, item) in enumerate(zip(task.images, staged, strict=True))
+    ]
 
 
 def final_status(job: JobPublic) -> JobStatus:
@@ -135,7 +135,7 @@ def process_chunk(runtime: WorkerRuntime, task: ChunkTask) -> ChunkOutcome:
     runtime.archive.write_part(task.job_id, task.chunk, items)
     completion = runtime.jobs.complete_chunk(task.job_id, task.chunk, items)
     if completion.newly_counted:
-        runtime.count_images(len(items))
+        runtime.stats.count_images(len(items))
     if completion.job_complete:
         finalize_job(runtime, task.job_id)
     return ChunkOutcome(

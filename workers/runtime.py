@@ -4,14 +4,40 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from workers.batcher import Batcher
+from workers.inference import InferenceInput
 from workers.model import Detector
 from yoloq.archive import ResultArchive
 from yoloq.job_store import JobStore
 from yoloq.object_store import ObjectStore
+from yoloq.schemas import Detection
 from yoloq.settings import Settings
+
+
+@dataclass
+class WorkerStats:
+    """Counters the heartbeat reports; updated from the task and batcher threads."""
+
+    images_done: int = 0
+    batch_sizes: Counter[int] = field(default_factory=Counter)
+    """How many batches of each size the model has run."""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count_images(self, n: int) -> None:
+        with self._lock:
+            self.images_done += n
+
+    def count_batch(self, size: int, seconds: float) -> None:
+        with self._lock:
+            self.batch_sizes[size] += 1
+
+    def batch_histogram(self) -> dict[int, int]:
+        with self._lock:
+            return dict(sorted(self.batch_sizes.items()))
 
 
 @dataclass
@@ -21,14 +47,11 @@ class WorkerRuntime:
     store: ObjectStore
     archive: ResultArchive
     detector: Detector
+    batcher: Batcher[InferenceInput, list[Detection]]
     io_pool: ThreadPoolExecutor
+    stats: WorkerStats
+    max_batch: int
     started_at: float = field(default_factory=time.time)
-    images_done: int = 0
-    _count_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def count_images(self, n: int) -> None:
-        with self._count_lock:
-            self.images_done += n
 
 
 _current: WorkerRuntime | None = None

@@ -166,5 +166,7 @@ class WorkerHeartbeat(BaseModel):
     warmed: bool
     threads: int = Field(description="Torch CPU threads (all cores on a CPU worker).")
     images_done: int
+    max_batch: int = Field(description="Largest batch the worker forms (measured or set).")
+    batch_sizes: dict[int, int] = Field(description="Batches run, by size.")
     started_at: datetime
     last_seen: datetime

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     """Celery threads per worker: chunks downloading and decoding while another infers."""
     io_threads: int = Field(default=8, ge=1)
     """Threads per chunk fetching and decoding its images."""
+    max_batch: int | None = Field(default=None, ge=1, le=1024)
+    """Most images per model call; unset, the worker measures and picks it at warm-up."""
+    max_delay_ms: float = Field(default=5.0, ge=0)
+    """How long the batcher waits for a batch to fill once its first image is ready."""
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     visibility_timeout_s: int = Field(default=3600, ge=60)
     """Broker redelivers an unacknowledged chunk after this; must exceed the longest chunk."""

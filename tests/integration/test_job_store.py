@@ -121,9 +121,18 @@ def test_completing_a_vanished_job_raises(store: JobStore) -> None:
 def test_heartbeats_age_out(store: JobStore) -> None:
     now = datetime.now(tz=UTC)
     beat = WorkerHeartbeat(
-        name="gpu0@host", device="cuda:0", model="m", model_sha256="ab", warmed=True, threads=2,
-        images_done=3, started_at=now, last_seen=now,
-    )  # fmt: skip
+        name="gpu0@host",
+        device="cuda:0",
+        model="m",
+        model_sha256="ab",
+        warmed=True,
+        threads=2,
+        max_batch=4,
+        batch_sizes={1: 2},
+        images_done=3,
+        started_at=now,
+        last_seen=now,
+    )
     store.heartbeat(beat, ttl_s=10)
     assert [w.name for w in store.live_workers(30)] == ["gpu0@host"]
     store.redis.zadd(store.keys.workers(), {"gpu0@host": time.time() - 60})

@@ -1,0 +1,42 @@
+"""Wiring the model to the batcher: what one input is, and which inputs may share a batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+from workers.batcher import Batcher
+from workers.images import Image
+from workers.model import Detector
+from yoloq.schemas import Detection, InferenceParams
+
+
+@dataclass(frozen=True)
+class InferenceInput:
+    image: Image
+    params: InferenceParams
+
+
+def batch_key(item: InferenceInput) -> Hashable:
+    # One Ultralytics call takes one set of parameters, and one shape keeps lab parity
+    # (see Detector.predict_batch).
+    return item.image.shape, item.params.model_dump_json()
+
+
+def make_batcher(
+    detector: Detector,
+    max_batch: int,
+    max_delay_s: float,
+    on_batch: Callable[[int, float], None] | None = None,
+) -> Batcher[InferenceInput, list[Detection]]:
+    def run_batch(items: list[InferenceInput]) -> list[list[Detection]]:
+        return detector.predict_batch([item.image for item in items], items[0].params)
+
+    return Batcher(
+        run_batch,
+        max_batch=max_batch,
+        max_delay_s=max_delay_s,
+        batch_key=batch_key,
+        on_batch=on_batch,
+        name="batcher",
+    )

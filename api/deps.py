@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.metrics import ApiMetrics
 from yoloq.archive import ResultArchive
 from yoloq.job_store import JobStore
 from yoloq.object_store import ObjectStore
@@ -21,16 +22,19 @@ class Services:
     store: ObjectStore
     archive: ResultArchive
     queue: ChunkQueue
+    metrics: ApiMetrics
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         store = ObjectStore(settings.s3_endpoint_url)
+        jobs = JobStore.from_url(settings.redis_url, settings.key_prefix)
         return cls(
             settings=settings,
-            jobs=JobStore.from_url(settings.redis_url, settings.key_prefix),
+            jobs=jobs,
             store=store,
             archive=ResultArchive(store, settings.results_bucket),
             queue=ChunkQueue(make_celery(settings), queue_for(settings)),
+            metrics=ApiMetrics(jobs.queued_images),
         )
 
 

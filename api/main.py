@@ -6,9 +6,11 @@ import logging
 
 import redis
 from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import Services
+from api.metrics import MetricsMiddleware
 from api.routes import health, images, jobs
 from yoloq.settings import Settings
 
@@ -22,10 +24,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Submit images in object storage for YOLO detection; poll for results.",
     )
-    app.state.services = Services.from_settings(settings)
+    services = Services.from_settings(settings)
+    app.state.services = services
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(images.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(MetricsMiddleware, metrics=services.metrics)
 
     @app.exception_handler(redis.RedisError)
     async def redis_unavailable(request: Request, error: redis.RedisError) -> JSONResponse:

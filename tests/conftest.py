@@ -123,6 +123,7 @@ def stack_env(
         "YOLOQ_CHUNK_SIZE": "4",
         "YOLOQ_MAX_IMAGES_PER_JOB": "64",
         "YOLOQ_HEARTBEAT_INTERVAL_S": "1",
+        "YOLOQ_METRICS_PORT": str(free_port()),
     }
 
 

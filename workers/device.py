@@ -29,6 +29,11 @@ class Device:
     def is_cuda(self) -> bool:
         return self.torch_device != "cpu"
 
+    @property
+    def host_index(self) -> int | None:
+        """The GPU's index on the host (as NVML counts), None on the CPU."""
+        return int(self.requested.split(":", 1)[1]) if self.is_cuda else None
+
 
 def count_host_gpus() -> int:
     """NVIDIA GPUs on this host, found without importing torch."""

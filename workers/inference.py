@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
@@ -17,6 +18,16 @@ class InferenceInput:
     params: InferenceParams
 
 
+@dataclass(frozen=True)
+class BatchOutput:
+    detections: list[Detection]
+    inference_s: float
+    """Seconds the model call took for the whole batch this image was in."""
+    batch_images: int
+    finished_at: float
+    """``time.perf_counter()`` when the batch finished."""
+
+
 def batch_key(item: InferenceInput) -> Hashable:
     # One Ultralytics call takes one set of parameters, and one shape keeps lab parity
     # (see Detector.predict_batch).
@@ -28,9 +39,15 @@ def make_batcher(
     max_batch: int,
     max_delay_s: float,
     on_batch: Callable[[int, float], None] | None = None,
-) -> Batcher[InferenceInput, list[Detection]]:
-    def run_batch(items: list[InferenceInput]) -> list[list[Detection]]:
-        return detector.predict_batch([item.image for item in items], items[0].params)
+) -> Batcher[InferenceInput, BatchOutput]:
+    def run_batch(items: list[InferenceInput]) -> list[BatchOutput]:
+        started = time.perf_counter()
+        found = detector.predict_batch([item.image for item in items], items[0].params)
+        finished = time.perf_counter()
+        return [
+            BatchOutput(detections, finished - started, len(items), finished)
+            for detections in found
+        ]
 
     return Batcher(
         run_batch,

@@ -22,6 +22,7 @@ def run_worker(
     device = parse_device(device_name)
     pin_device(device)
 
+    from workers import metrics
     from workers import runtime as worker_runtime
     from workers.heartbeat import Heartbeat
     from workers.inference import make_batcher
@@ -52,6 +53,9 @@ def run_worker(
         warm.max_batch,
         f" (per-image cost by batch size: {costs})" if costs else " (YOLOQ_MAX_BATCH)",
     )
+    metrics.MODEL_WARM.set(1)
+    metrics.MAX_BATCH.set(warm.max_batch)
+    metrics.serve(settings.metrics_port, device.host_index)
     stats = worker_runtime.WorkerStats()
     batcher = make_batcher(
         detector, warm.max_batch, settings.max_delay_ms / 1000, on_batch=stats.count_batch

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from workers.images import Image, ImageError, decode_image
-from workers.inference import InferenceInput
+from workers import metrics
+from workers.images import ImageError, decode_image
+from workers.inference import BatchOutput, InferenceInput
 from workers.runtime import WorkerRuntime
 from yoloq.object_store import ObjectNotFound, ObjectStore
 from yoloq.schemas import (
     ChunkTask,
-    Detection,
     ImageRef,
     InferenceParams,
     ItemError,
     ItemErrorCode,
+    ItemTimings,
     JobPublic,
     JobStatus,
     Manifest,
@@ -38,10 +40,10 @@ class ChunkOutcome:
     job_complete: bool
 
 
-def load_image(store: ObjectStore, ref: ImageRef) -> Image | ItemError:
-    """Fetch and decode one image; a failure becomes that item's error, never an exception."""
+def fetch(store: ObjectStore, ref: ImageRef) -> bytes | ItemError:
+    """An image's bytes; a failure becomes that item's error, never an exception."""
     try:
-        data = store.get(ref.bucket, ref.key)
+        return store.get(ref.bucket, ref.key)
     except ObjectNotFound:
         return ItemError(
             code=ItemErrorCode.NOT_FOUND, message=f"s3://{ref.bucket}/{ref.key} does not exist"
@@ -51,30 +53,39 @@ def load_image(store: ObjectStore, ref: ImageRef) -> Image | ItemError:
             code=ItemErrorCode.STORAGE_UNAVAILABLE,
             message=f"could not read s3://{ref.bucket}/{ref.key}: {error}",
         )
-    try:
-        return decode_image(data)
-    except ImageError as error:
-        return ItemError(code=error.code, message=error.message)
 
 
 @dataclass(frozen=True)
 class Staged:
     """An image fetched, decoded and handed to the batcher; or the reason it could not be."""
 
+    timings: ItemTimings
     error: ItemError | None = None
     width: int = 0
     height: int = 0
-    detections: Future[list[Detection]] | None = None
+    output: Future[BatchOutput] | None = None
+    submitted_at: float = 0.0
 
 
-def stage(runtime: WorkerRuntime, ref: ImageRef, params: InferenceParams) -> Staged:
+def stage(runtime: WorkerRuntime, ref: ImageRef, params: InferenceParams, queue_s: float) -> Staged:
     """Runs on an I/O thread, so downloads and decodes overlap inference."""
-    loaded = load_image(runtime.store, ref)
-    if isinstance(loaded, ItemError):
-        return Staged(error=loaded)
-    height, width = loaded.shape[:2]
-    future = runtime.batcher.submit(InferenceInput(loaded, params))
-    return Staged(width=width, height=height, detections=future)
+    started = time.perf_counter()
+    data = fetch(runtime.store, ref)
+    fetched = time.perf_counter()
+    timings = ItemTimings(queue_s=queue_s, download_s=fetched - started)
+    metrics.STAGE_SECONDS.labels("download").observe(timings.download_s or 0.0)
+    if isinstance(data, ItemError):
+        return Staged(timings, error=data)
+    try:
+        image = decode_image(data)
+    except ImageError as error:
+        return Staged(timings, error=ItemError(code=error.code, message=error.message))
+    decoded = time.perf_counter()
+    timings = timings.model_copy(update={"decode_s": decoded - fetched})
+    metrics.STAGE_SECONDS.labels("decode").observe(decoded - fetched)
+    height, width = image.shape[:2]
+    output = runtime.batcher.submit(InferenceInput(image, params))
+    return Staged(timings, width=width, height=height, output=output, submitted_at=decoded)
 
 
 def _result_item(index: int, ref: ImageRef, staged: Staged) -> ResultItem:
@@ -82,20 +93,34 @@ def _result_item(index: int, ref: ImageRef, staged: Staged) -> ResultItem:
     if staged.error is not None:
         return item.model_copy(update={"status": "error", "error": staged.error})
     item = item.model_copy(update={"width": staged.width, "height": staged.height})
-    assert staged.detections is not None
+    assert staged.output is not None
     try:
-        return item.model_copy(update={"detections": staged.detections.result()})
+        output = staged.output.result()
     except Exception as error:
         log.exception("inference failed for s3://%s/%s", ref.bucket, ref.key)
         failure = ItemError(
             code=ItemErrorCode.INFERENCE_FAILED, message=f"inference failed: {error}"
         )
         return item.model_copy(update={"status": "error", "error": failure})
+    batch_wait_s = max(0.0, output.finished_at - staged.submitted_at - output.inference_s)
+    metrics.STAGE_SECONDS.labels("batch_wait").observe(batch_wait_s)
+    timings = staged.timings.model_copy(
+        update={
+            "batch_wait_s": batch_wait_s,
+            "inference_s": output.inference_s,
+            "batch_images": output.batch_images,
+        }
+    )
+    return item.model_copy(update={"detections": output.detections, "timings": timings})
 
 
 def run_chunk(runtime: WorkerRuntime, task: ChunkTask) -> list[ResultItem]:
     """Fetch, decode and detect; one result per image, in order."""
-    staged = list(runtime.io_pool.map(lambda ref: stage(runtime, ref, task.params), task.images))
+    queue_s = max(0.0, time.time() - task.queued_at)
+    metrics.STAGE_SECONDS.labels("queue").observe(queue_s)
+    staged = list(
+        runtime.io_pool.map(lambda ref: stage(runtime, ref, task.params, queue_s), task.images)
+    )
     return [
         _result_item(task.start + offset, ref, item)
         for offset, (ref, item) in enumerate(zip(task.images, staged, strict=True))
@@ -127,22 +152,48 @@ def finalize_job(runtime: WorkerRuntime, job_id: str) -> None:
     log.info("job %s finished: %s", job_id, record.public.status)
 
 
+def _counted_items(runtime: WorkerRuntime, task: ChunkTask) -> list[ResultItem]:
+    window = runtime.jobs.items(task.job_id, task.start, len(task.images))
+    return [item for item in window if item is not None]
+
+
 def process_chunk(runtime: WorkerRuntime, task: ChunkTask) -> ChunkOutcome:
     """Run a chunk and record it: the result part in S3 first, then the count in Redis,
-    so whenever Redis says a chunk is done, its part is in S3."""
-    runtime.jobs.mark_running(task.job_id)
-    items = run_chunk(runtime, task)
-    runtime.archive.write_part(task.job_id, task.chunk, items)
-    completion = runtime.jobs.complete_chunk(task.job_id, task.chunk, items)
+    so whenever Redis says a chunk is done, its part is in S3.
+
+    A redelivered chunk that was already counted is not run again: its part is rewritten
+    from the counted results and the job finalised if complete. Two deliveries running
+    at once both write the part, but only one is counted; the other then rewrites the part
+    from what was counted, so S3 and Redis hold the same results.
+    """
+    if runtime.jobs.chunk_counted(task.job_id, task.chunk):
+        log.info("job %s chunk %d was already recorded; skipping", task.job_id, task.chunk)
+        items = _counted_items(runtime, task)
+        # Rewriting the part from Redis repairs it if it went missing; it costs one PUT.
+        runtime.archive.write_part(task.job_id, task.chunk, items)
+        completion = runtime.jobs.complete_chunk(task.job_id, task.model, task.chunk, items)
+    else:
+        runtime.jobs.mark_running(task.job_id)
+        items = run_chunk(runtime, task)
+        recording = time.perf_counter()
+        runtime.archive.write_part(task.job_id, task.chunk, items)
+        completion = runtime.jobs.complete_chunk(task.job_id, task.model, task.chunk, items)
+        if not completion.newly_counted:
+            items = _counted_items(runtime, task)
+            runtime.archive.write_part(task.job_id, task.chunk, items)
+        metrics.STAGE_SECONDS.labels("record").observe(time.perf_counter() - recording)
+    errors = sum(1 for item in items if item.status == "error")
     if completion.newly_counted:
         runtime.stats.count_images(len(items))
+        metrics.IMAGES.labels("ok").inc(len(items) - errors)
+        metrics.IMAGES.labels("error").inc(errors)
     if completion.job_complete:
         finalize_job(runtime, task.job_id)
     return ChunkOutcome(
         job_id=task.job_id,
         chunk=task.chunk,
         images=len(items),
-        errors=sum(1 for item in items if item.status == "error"),
+        errors=errors,
         newly_counted=completion.newly_counted,
         job_complete=completion.job_complete,
     )

@@ -8,13 +8,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from workers import metrics
 from workers.batcher import Batcher
-from workers.inference import InferenceInput
+from workers.inference import BatchOutput, InferenceInput
 from workers.model import Detector
 from yoloq.archive import ResultArchive
 from yoloq.job_store import JobStore
 from yoloq.object_store import ObjectStore
-from yoloq.schemas import Detection
 from yoloq.settings import Settings
 
 
@@ -34,6 +34,8 @@ class WorkerStats:
     def count_batch(self, size: int, seconds: float) -> None:
         with self._lock:
             self.batch_sizes[size] += 1
+        metrics.BATCH_IMAGES.observe(size)
+        metrics.STAGE_SECONDS.labels("inference").observe(seconds)
 
     def batch_histogram(self) -> dict[int, int]:
         with self._lock:
@@ -47,7 +49,7 @@ class WorkerRuntime:
     store: ObjectStore
     archive: ResultArchive
     detector: Detector
-    batcher: Batcher[InferenceInput, list[Detection]]
+    batcher: Batcher[InferenceInput, BatchOutput]
     io_pool: ThreadPoolExecutor
     stats: WorkerStats
     max_batch: int

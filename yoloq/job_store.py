@@ -107,6 +107,7 @@ class JobStore:
         pipe = self.redis.pipeline()
         pipe.hset(key, mapping=fields)
         pipe.expire(key, ttl_s)
+        pipe.incrby(self.keys.queued_images(model), total)
         pipe.execute()
         record = self.get(job_id)
         assert record is not None
@@ -134,6 +135,15 @@ class JobStore:
             chunks=int(fields["chunks"]),
         )
 
+    def queued_images(self) -> dict[str, int]:
+        """Images waiting per model."""
+        counts = {}
+        prefix = self.keys.queued_images("")
+        for key in self.redis.scan_iter(match=f"{prefix}*", count=100):
+            value = self.redis.get(key)
+            counts[key.removeprefix(prefix)] = max(0, int(value or 0))
+        return counts
+
     def delete(self, job_id: str) -> None:
         self.redis.delete(
             self.keys.job(job_id), self.keys.job_items(job_id), self.keys.job_chunks_done(job_id)
@@ -142,7 +152,9 @@ class JobStore:
     def mark_running(self, job_id: str) -> None:
         self._mark_running(keys=[self.keys.job(job_id)], args=[repr(time.time())])
 
-    def complete_chunk(self, job_id: str, chunk: int, items: list[ResultItem]) -> ChunkCompletion:
+    def complete_chunk(
+        self, job_id: str, model: str, chunk: int, items: list[ResultItem]
+    ) -> ChunkCompletion:
         """Store a chunk's items and count them, unless this chunk was counted already."""
         args: list[str | int] = [chunk, sum(1 for item in items if item.status == "error")]
         for item in items:
@@ -152,12 +164,16 @@ class JobStore:
                 self.keys.job(job_id),
                 self.keys.job_chunks_done(job_id),
                 self.keys.job_items(job_id),
+                self.keys.queued_images(model),
             ],
             args=args,
         )
         if newly == -1:
             raise JobGone(f"job {job_id} is not in Redis (expired or never created)")
         return ChunkCompletion(bool(newly), int(chunks_done), int(chunks_total))
+
+    def chunk_counted(self, job_id: str, chunk: int) -> bool:
+        return bool(self.redis.sismember(self.keys.job_chunks_done(job_id), str(chunk)))
 
     def finish(self, job_id: str, status: JobStatus) -> JobStatus:
         """Set the final status unless one is set already; returns the status that stands."""

@@ -32,6 +32,10 @@ class RedisKeys:
         """Set: indexes of chunks already counted, so a redelivered chunk never counts twice."""
         return f"{self.prefix}:job:{job_id}:chunks"
 
+    def queued_images(self, model: str) -> str:
+        """Integer: images submitted for a model and not yet done (what the queue holds)."""
+        return f"{self.prefix}:queued-images:{model}"
+
     def workers(self) -> str:
         """Sorted set: worker name scored by last heartbeat (unix seconds)."""
         return f"{self.prefix}:workers"

@@ -116,6 +116,19 @@ class ItemError(BaseModel):
     message: str
 
 
+class ItemTimings(BaseModel):
+    """Where an image's time went, in seconds."""
+
+    queue_s: float | None = Field(default=None, description="Its chunk waiting in the queue.")
+    download_s: float | None = None
+    decode_s: float | None = None
+    batch_wait_s: float | None = Field(
+        default=None, description="Decoded, waiting for the batch it ran in to start and end."
+    )
+    inference_s: float | None = Field(default=None, description="The model call of its batch.")
+    batch_images: int | None = Field(default=None, description="Images in that batch.")
+
+
 class ResultItem(BaseModel):
     index: int = Field(description="Position of the image in the submitted list.")
     bucket: str
@@ -125,6 +138,7 @@ class ResultItem(BaseModel):
     height: int | None = None
     detections: list[Detection] = Field(default_factory=list)
     error: ItemError | None = None
+    timings: ItemTimings | None = None
 
 
 class ResultsPage(BaseModel):
@@ -143,10 +157,14 @@ class ChunkTask(BaseModel):
     """The body of one Celery message: a slice of a job's images, in submission order."""
 
     job_id: str
+    model: str = Field(description="The model (and so the queue) the job was sent to.")
     chunk: int = Field(ge=0)
     start: int = Field(ge=0, description="Index of the chunk's first image in the job.")
     images: list[ImageRef]
     params: InferenceParams
+    queued_at: float = Field(
+        description="Unix time the chunk was sent: the start of its queue wait."
+    )
 
 
 class Manifest(BaseModel):

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     """Most images per model call; unset, the worker measures and picks it at warm-up."""
     max_delay_ms: float = Field(default=5.0, ge=0)
     """How long the batcher waits for a batch to fill once its first image is ready."""
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    """Port of a worker's Prometheus endpoint; 0 turns it off."""
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     visibility_timeout_s: int = Field(default=3600, ge=60)
     """Broker redelivers an unacknowledged chunk after this; must exceed the longest chunk."""

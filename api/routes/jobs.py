@@ -56,12 +56,13 @@ def submit_job(body: JobCreate, services: ServicesDep) -> JobAccepted:
         )
 
     job_id = uuid.uuid4().hex
-    chunks = split_into_chunks(job_id, body.images, body.params, settings.chunk_size)
+    model = settings.queue_model_name
+    chunks = split_into_chunks(job_id, model, body.images, body.params, settings.chunk_size)
     services.jobs.create(
         job_id,
         total=len(body.images),
         chunks=len(chunks),
-        model=settings.queue_model_name,
+        model=model,
         params=body.params,
         results=ObjectLocation(bucket=settings.results_bucket, key=keys.results_key(job_id)),
         ttl_s=settings.result_ttl_s,
@@ -76,6 +77,8 @@ def submit_job(body: JobCreate, services: ServicesDep) -> JobAccepted:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"the queue is unavailable: {error}"
         ) from error
+    services.metrics.jobs_submitted.labels(model).inc()
+    services.metrics.images_submitted.labels(model).inc(len(body.images))
     log.info("job %s queued: %d images in %d chunks", job_id, len(body.images), len(chunks))
     return JobAccepted(id=job_id, status="queued", total=len(body.images))  # type: ignore[arg-type]
 

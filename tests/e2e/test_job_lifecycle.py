@@ -127,3 +127,22 @@ def test_openapi_documents_the_job_endpoints(api_url: str) -> None:
     assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/results", "/v1/images"} <= set(
         paths
     )
+
+
+def test_api_metrics(api_url: str, client: Client, object_store: ObjectStore) -> None:
+    ref = _put(object_store, "metrics.jpg", make.jpeg())
+    client.wait(client.submit([ref, ref]).id, timeout_s=120)
+    httpx.get(f"{api_url}/v1/jobs/{uuid.uuid4().hex}")  # a 404
+    text = httpx.get(f"{api_url}/metrics").text
+    assert 'yoloq_api_requests_total{method="POST",route="/v1/jobs",status="202"}' in text
+    assert 'yoloq_api_requests_total{method="GET",route="/v1/jobs/{job_id}",status="404"}' in text
+    assert (
+        'yoloq_api_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/jobs"}'
+        in text
+    )
+    assert "yoloq_api_images_submitted_total{model=" in text
+    # Every image submitted so far is done, so nothing is queued.
+    assert any(
+        line.startswith("yoloq_queue_images{") and line.endswith(" 0.0")
+        for line in text.splitlines()
+    ), text

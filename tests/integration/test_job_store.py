@@ -65,14 +65,14 @@ def test_create_and_read_back(store: JobStore) -> None:
 
 def test_a_chunk_delivered_twice_counts_once(store: JobStore) -> None:
     job_id = _job(store, total=6, chunks=2)
-    first = store.complete_chunk(job_id, 0, _items(0, 4, errors=1))
-    again = store.complete_chunk(job_id, 0, _items(0, 4, errors=1))
+    first = store.complete_chunk(job_id, "m", 0, _items(0, 4, errors=1))
+    again = store.complete_chunk(job_id, "m", 0, _items(0, 4, errors=1))
     assert first.newly_counted and not again.newly_counted
     assert (again.chunks_done, again.chunks_total, again.job_complete) == (1, 2, False)
     record = store.get(job_id)
     assert record is not None
     assert (record.public.done, record.public.failed) == (4, 1)
-    last = store.complete_chunk(job_id, 1, _items(4, 2))
+    last = store.complete_chunk(job_id, "m", 1, _items(4, 2))
     assert last.job_complete
     record = store.get(job_id)
     assert record is not None
@@ -81,7 +81,7 @@ def test_a_chunk_delivered_twice_counts_once(store: JobStore) -> None:
 
 def test_items_window_marks_unfinished_items(store: JobStore) -> None:
     job_id = _job(store, total=6, chunks=2)
-    store.complete_chunk(job_id, 1, _items(3, 3))
+    store.complete_chunk(job_id, "m", 1, _items(3, 3))
     window = store.items(job_id, 0, 6)
     assert window[:3] == [None, None, None]
     assert [item.index for item in window[3:] if item] == [3, 4, 5]
@@ -104,7 +104,7 @@ def test_running_then_final_once(store: JobStore) -> None:
 
 def test_results_expire_with_their_job(store: JobStore) -> None:
     job_id = _job(store, total=2, chunks=1, ttl_s=120)
-    store.complete_chunk(job_id, 0, _items(0, 2))
+    store.complete_chunk(job_id, "m", 0, _items(0, 2))
     for key in (
         store.keys.job(job_id),
         store.keys.job_items(job_id),
@@ -115,7 +115,17 @@ def test_results_expire_with_their_job(store: JobStore) -> None:
 
 def test_completing_a_vanished_job_raises(store: JobStore) -> None:
     with pytest.raises(JobGone):
-        store.complete_chunk(uuid.uuid4().hex, 0, _items(0, 1))
+        store.complete_chunk(uuid.uuid4().hex, "m", 0, _items(0, 1))
+
+
+def test_queued_images_count_down_exactly_once(store: JobStore) -> None:
+    job_id = _job(store, total=6, chunks=2)
+    assert store.queued_images() == {"m": 6}
+    store.complete_chunk(job_id, "m", 0, _items(0, 4))
+    store.complete_chunk(job_id, "m", 0, _items(0, 4))  # redelivered
+    assert store.queued_images() == {"m": 2}
+    store.complete_chunk(job_id, "m", 1, _items(4, 2))
+    assert store.queued_images() == {"m": 0}
 
 
 def test_heartbeats_age_out(store: JobStore) -> None:

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests import image_factory as make
@@ -41,7 +42,7 @@ def _submit(
     job_store: JobStore, queue: ChunkQueue, images: list[ImageRef], chunk_size: int = 4
 ) -> str:
     job_id = uuid.uuid4().hex
-    chunks = split_into_chunks(job_id, images, InferenceParams(), chunk_size)
+    chunks = split_into_chunks(job_id, "test", images, InferenceParams(), chunk_size)
     job_store.create(
         job_id,
         total=len(images),
@@ -117,9 +118,9 @@ def test_a_redelivered_chunk_changes_nothing(
     results_before = archive.read_results(job_id)
 
     # The broker delivers chunk 0 again, as after a visibility timeout. Its part is
-    # removed first so the test can see the duplicate being processed.
+    # removed first: the duplicate is not run again, but it restores the part.
     object_store.client.delete_object(Bucket=RESULTS_BUCKET, Key=keys.result_part_key(job_id, 0))
-    queue.send(split_into_chunks(job_id, images, InferenceParams(), 2)[0])
+    queue.send(split_into_chunks(job_id, "test", images, InferenceParams(), 2)[0])
 
     def duplicate_done() -> bool:
         # Rewritten part, and nothing left unacknowledged: the task ran to its end.
@@ -135,3 +136,36 @@ def test_a_redelivered_chunk_changes_nothing(
         before.public.status,
     )
     assert archive.read_results(job_id) == results_before
+
+
+def test_prometheus_metrics_and_item_timings(
+    job_store: JobStore,
+    queue: ChunkQueue,
+    object_store: ObjectStore,
+    stack_env: dict[str, str],
+) -> None:
+    images = _put_images(object_store, 3)
+    job_id = _submit(job_store, queue, images)
+    _wait_final(job_store, job_id)
+    for item in job_store.items(job_id, 0, 3):
+        assert item is not None and item.timings is not None
+        t = item.timings
+        assert t.queue_s is not None and t.queue_s >= 0
+        assert t.download_s and t.decode_s and t.inference_s and t.batch_images
+        assert t.batch_wait_s is not None and t.batch_wait_s >= 0
+
+    port = stack_env["YOLOQ_METRICS_PORT"]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples["yoloq_worker_model_warm"] == 1
+    assert samples['yoloq_worker_images_total{status="ok"}'] >= 3
+    assert samples["yoloq_worker_batch_images_count"] >= 1
+    for stage in ("queue", "download", "decode", "batch_wait", "inference", "record"):
+        assert samples[f'yoloq_worker_stage_seconds_count{{stage="{stage}"}}'] >= 1, stage
+    beat = next(w for w in job_store.live_workers(30))
+    assert sum(beat.batch_sizes.values()) >= 1
+    assert 1 <= beat.max_batch == samples["yoloq_worker_max_batch_images"]

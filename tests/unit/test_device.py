@@ -14,6 +14,8 @@ def test_cpu() -> None:
 def test_cuda_n_is_pinned_and_seen_as_cuda_0() -> None:
     device = parse_device("cuda:3")
     assert (device.requested, device.torch_device, device.label) == ("cuda:3", "cuda:0", "gpu3")
+    assert device.host_index == 3
+    assert parse_device("cpu").host_index is None
 
 
 @pytest.mark.parametrize("bad", ["gpu", "cuda", "cuda:x", "tpu:0", ""])

@@ -1,5 +1,6 @@
 -- Record one chunk's results exactly once.
--- KEYS[1] job hash, KEYS[2] set of counted chunks, KEYS[3] items hash
+-- KEYS[1] job hash, KEYS[2] set of counted chunks, KEYS[3] items hash,
+-- KEYS[4] the model's count of queued images
 -- ARGV[1] chunk index, ARGV[2] items failed in the chunk, ARGV[3..] item index, item JSON, ...
 -- Returns {newly_counted (1|0), chunks_done, chunks_total}; {-1, 0, 0} if the job is gone.
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -13,6 +14,7 @@ if added == 1 then
   end
   redis.call('HINCRBY', KEYS[1], 'done', items)
   redis.call('HINCRBY', KEYS[1], 'failed', tonumber(ARGV[2]))
+  redis.call('DECRBY', KEYS[4], items)
   -- Results expire with the job that owns them.
   local ttl = redis.call('TTL', KEYS[1])
   if ttl > 0 then

@@ -31,6 +31,17 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(stay=not args.exit, api_port=args.port, images_dir=args.images)
 
 
+def _export(args: argparse.Namespace) -> int:
+    from workers.export import export_weights
+    from yoloq.settings import Settings
+
+    path = export_weights(
+        args.weights, args.format, args.out, args.imgsz, Settings().cache_dir, args.device
+    )
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yoloq", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.set_defaults(run=_api)
+
+    export = commands.add_parser(
+        "export", help="write .pt weights as ONNX, TorchScript or a TensorRT engine"
+    )
+    export.add_argument("weights", type=Path, help="the .pt file")
+    export.add_argument("--format", choices=["onnx", "torchscript", "engine"], default="onnx")
+    export.add_argument("--out", type=Path, help="where to write it (default: beside the .pt)")
+    export.add_argument("--imgsz", type=int, default=640, help="the largest input size")
+    export.add_argument("--device", default="cpu", help="cpu, or cuda:N for an engine")
+    export.set_defaults(run=_export)
 
     demo = commands.add_parser(
         "demo", help="start everything locally, run a job on the sample images, print results"

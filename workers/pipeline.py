@@ -133,7 +133,9 @@ def final_status(job: JobPublic) -> JobStatus:
     return JobStatus.FAILED if job.failed >= job.total else JobStatus.PARTIAL
 
 
-def finalize_job(runtime: WorkerRuntime, job_id: str) -> None:
+def finalize_job(
+    runtime: WorkerRuntime, job_id: str, known: dict[int, list[ResultItem]] | None = None
+) -> None:
     """Merge results into results.jsonl, set the final status, write the manifest.
 
     Every step is idempotent, so a redelivered last chunk simply does it again.
@@ -142,7 +144,7 @@ def finalize_job(runtime: WorkerRuntime, job_id: str) -> None:
     if record is None:
         log.warning("job %s expired before it could be finalized", job_id)
         return
-    runtime.archive.write_results(job_id, record.chunks)
+    runtime.archive.write_results(job_id, record.chunks, known)
     runtime.jobs.finish(job_id, final_status(record.public))
     record = runtime.jobs.get(job_id)
     assert record is not None
@@ -188,7 +190,7 @@ def process_chunk(runtime: WorkerRuntime, task: ChunkTask) -> ChunkOutcome:
         metrics.IMAGES.labels("ok").inc(len(items) - errors)
         metrics.IMAGES.labels("error").inc(errors)
     if completion.job_complete:
-        finalize_job(runtime, task.job_id)
+        finalize_job(runtime, task.job_id, known={task.chunk: items})
     return ChunkOutcome(
         job_id=task.job_id,
         chunk=task.chunk,

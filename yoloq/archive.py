@@ -35,9 +35,19 @@ class ResultArchive:
     def read_part(self, job_id: str, chunk: int) -> list[ResultItem]:
         return _from_jsonl(self.store.get(self.bucket, keys.result_part_key(job_id, chunk)))
 
-    def write_results(self, job_id: str, chunks: int) -> int:
-        """Merge every part, in chunk order, into results.jsonl; returns the item count."""
-        items = [item for chunk in range(chunks) for item in self.read_part(job_id, chunk)]
+    def write_results(
+        self, job_id: str, chunks: int, known: dict[int, list[ResultItem]] | None = None
+    ) -> int:
+        """Merge every part, in chunk order, into results.jsonl; returns the item count.
+
+        ``known`` holds parts the caller already has in memory, which are not read back.
+        """
+        known = known or {}
+        items = [
+            item
+            for chunk in range(chunks)
+            for item in (known[chunk] if chunk in known else self.read_part(job_id, chunk))
+        ]
         self.store.put(self.bucket, keys.results_key(job_id), _to_jsonl(items), "application/jsonl")
         return len(items)
 

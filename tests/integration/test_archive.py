@@ -47,10 +47,14 @@ def test_parts_merge_in_submission_order(object_store: ObjectStore) -> None:
         ]
         archive.write_part(job_id, chunk, items)
     assert archive.write_results(job_id, chunks=3) == 6
+    in_memory = {2: archive.read_part(job_id, 2)}
+    object_store.client.delete_object(Bucket=RESULTS_BUCKET, Key=keys.result_part_key(job_id, 2))
+    assert archive.write_results(job_id, chunks=3, known=in_memory) == 6
     merged = archive.read_results(job_id)
     assert merged is not None
     assert [item.index for item in merged] == list(range(6))
     # Rewriting a part (a redelivered chunk) replaces it: still one line per image.
+    archive.write_part(job_id, 2, in_memory[2])
     archive.write_part(job_id, 1, archive.read_part(job_id, 1))
     archive.write_results(job_id, chunks=3)
     assert len(object_store.get(RESULTS_BUCKET, keys.results_key(job_id)).splitlines()) == 6

@@ -1,0 +1,304 @@
+"""Pipeline throughput against in-process Ultralytics, measured side by side in one run.
+
+    python bench/throughput.py            # or: make bench
+    python bench/throughput.py --images 64 --weights my.pt
+
+Rows (images/s, decoding included everywhere; the same JPEGs for every row):
+  a       in-process .pt, ``for f in files: model(f)``, Ultralytics' defaults
+  best    the fastest in-process configuration found here (backend, threads, batch)
+  c_pt    API -> Redis -> worker -> S3 -> Redis, one job of N images, .pt
+  c_best  the same with the fastest backend
+  d       N one-image jobs submitted at once (mean batch size reported)
+  overhead  submit-to-result latency of one-image jobs on an idle warm worker, p50/p95,
+            minus in-process latency for the same image
+
+Prints ``name=value`` ratios and writes JSON to bench/results/. Machines here are noisy;
+ratios taken in one run are what to compare, not absolute numbers across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.make_shapes_dataset import generate_image  # noqa: E402
+from yoloq.client import Client  # noqa: E402
+from yoloq.job_store import JobStore  # noqa: E402
+from yoloq.local_services import (  # noqa: E402
+    Process,
+    ProcessGroup,
+    free_port,
+    port_open,
+    start_redis,
+    start_s3,
+    wait_until,
+    yoloq_argv,
+)
+from yoloq.object_store import ObjectStore  # noqa: E402
+from yoloq.schemas import ImageRef  # noqa: E402
+
+BUCKET = "bench"
+PREFIX = "bench"
+
+
+def make_images(folder: Path, count: int) -> list[Path]:
+    """Shapes images, 640x480 JPEG (a common camera frame), drawn from a fixed seed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        image, _ = generate_image(9000 + i, size=(640, 480))
+        path = folder / f"{i:05d}.jpg"
+        cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        paths.append(path)
+    return paths
+
+
+def in_process(weights: Path, images: Path, **options: Any) -> dict[str, Any]:
+    argv = [sys.executable, str(ROOT / "bench" / "inprocess.py"), "--weights", str(weights)]
+    argv += ["--images", str(images)]
+    for name, value in options.items():
+        if value is not None:
+            argv += [f"--{name}", str(value)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=1800).stdout
+    # Ultralytics may print before the result: the JSON is the last line.
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def export_onnx(weights: Path, folder: Path) -> Path:
+    out = folder / f"{weights.stem}.onnx"
+    subprocess.run(
+        yoloq_argv("export", str(weights), "--format", "onnx", "--out", str(out)),
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return out
+
+
+class Stack:
+    """Redis, S3, the API and one worker, all on loopback."""
+
+    def __init__(self, group: ProcessGroup, work: Path) -> None:
+        self.group = group
+        redis_url = start_redis(group, free_port(), work / "redis")
+        s3 = start_s3(group, free_port())
+        self.env = {
+            "YOLOQ_REDIS_URL": redis_url,
+            "YOLOQ_S3_ENDPOINT_URL": s3,
+            "YOLOQ_INPUT_BUCKETS": BUCKET,
+            "YOLOQ_KEY_PREFIX": PREFIX,
+            "YOLOQ_MODEL_NAME": "bench",  # one queue whichever backend serves it
+            "YOLOQ_CACHE_DIR": str(work / "cache"),
+            "YOLOQ_METRICS_PORT": "0",
+            "YOLOQ_MAX_IMAGES_PER_JOB": "100000",
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "bench"),
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "bench"),
+            "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        }
+        os.environ.update(self.env)
+        self.store = ObjectStore(s3)
+        for bucket in (BUCKET, "yoloq-results", "yoloq-uploads"):
+            self.store.ensure_bucket(bucket)
+        self.jobs = JobStore.from_url(redis_url, PREFIX)
+        port = free_port()
+        api = group.start("api", yoloq_argv("api", "--port", str(port)), self.env)
+        group.wait_ready(api, lambda: port_open("127.0.0.1", port), timeout_s=60)
+        self.client = Client(f"http://127.0.0.1:{port}", timeout_s=120)
+        self.worker: Process | None = None
+
+    def upload(self, paths: list[Path]) -> list[ImageRef]:
+        refs = []
+        for path in paths:
+            self.store.put(BUCKET, f"images/{path.name}", path.read_bytes(), "image/jpeg")
+            refs.append(ImageRef(bucket=BUCKET, key=f"images/{path.name}"))
+        return refs
+
+    def start_worker(self, weights: Path) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.group.processes.remove(self.worker)
+        self.jobs.redis.delete(self.jobs.keys.workers())
+        env = {**self.env, "YOLOQ_MODEL": str(weights)}
+        self.worker = self.group.start(
+            f"worker-{weights.suffix[1:]}", yoloq_argv("worker", "--device", "auto"), env
+        )
+        self.group.wait_ready(self.worker, self.client.ready, timeout_s=600)
+
+    def batch_histogram(self) -> dict[int, int]:
+        beats = self.jobs.live_workers(60)
+        return dict(beats[0].batch_sizes) if beats else {}
+
+    def wait_all(self, job_ids: list[str], timeout_s: float = 1800) -> float:
+        """Poll Redis until every job is final; returns when. One job is polled every
+        2 ms (latency); many, every 20 ms, so the polling does not steal the worker's CPU."""
+        pending = set(job_ids)
+        final = {"succeeded", "partial", "failed", "cancelled"}
+
+        def done() -> bool:
+            pipe = self.jobs.redis.pipeline()
+            ordered = list(pending)
+            for job_id in ordered:
+                pipe.hget(self.jobs.keys.job(job_id), "status")
+            for job_id, status in zip(ordered, pipe.execute(), strict=True):
+                if status in final:
+                    pending.discard(job_id)
+            return not pending
+
+        interval = 0.002 if len(job_ids) == 1 else 0.02
+        wait_until(done, timeout_s, "jobs to finish", interval_s=interval)
+        return time.perf_counter()
+
+
+def one_job(stack: Stack, refs: list[ImageRef]) -> float:
+    started = time.perf_counter()
+    job = stack.client.submit(refs)
+    return len(refs) / (stack.wait_all([job.id]) - started)
+
+
+def many_jobs(stack: Stack, refs: list[ImageRef]) -> tuple[float, float]:
+    before = stack.batch_histogram()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(16) as pool:
+        ids = [job.id for job in pool.map(lambda ref: stack.client.submit([ref]), refs)]
+    rate = len(refs) / (stack.wait_all(ids) - started)
+    after = stack.batch_histogram()
+    delta = {size: after.get(size, 0) - before.get(size, 0) for size in after}
+    batches = sum(delta.values())
+    mean_batch = sum(size * n for size, n in delta.items()) / batches if batches else 0.0
+    return rate, mean_batch
+
+
+def latency(stack: Stack, ref: ImageRef, count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        job = stack.client.submit([ref])
+        samples.append(stack.wait_all([job.id]) - started)
+    return samples
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--weights", type=Path, default=ROOT / "tests/fixtures/shapes_yolov8n.pt")
+    parser.add_argument("--latency-samples", type=int, default=40)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+
+    with tempfile.TemporaryDirectory(prefix="yoloq-bench-") as tmp:
+        work = Path(tmp)
+        paths = make_images(work / "images", args.images)
+        onnx = export_onnx(args.weights, work)
+        print(
+            f"{len(paths)} images 640x480, {cores} cores; weights {args.weights.name}", flush=True
+        )
+
+        rows: dict[str, Any] = {}
+        rows["a"] = in_process(args.weights, work / "images")
+        candidates = {}
+        for weights in (args.weights, onnx):
+            for batch in (1, 4):
+                name = f"{weights.suffix[1:]} threads={cores} batch={batch}"
+                candidates[name] = in_process(weights, work / "images", threads=cores, batch=batch)
+                print(
+                    f"  in-process {name}: {candidates[name]['images_per_s']:.1f} images/s",
+                    flush=True,
+                )
+        best_name = max(candidates, key=lambda n: candidates[n]["images_per_s"])
+        rows["best"] = {**candidates[best_name], "config": best_name}
+        best_weights = onnx if best_name.startswith("onnx") else args.weights
+        best_threads = int(best_name.split("threads=")[1].split()[0])
+        single = in_process(
+            best_weights,
+            work / "images",
+            threads=best_threads,
+            batch=1,
+            latency=args.latency_samples,
+        )
+
+        with ProcessGroup(work / "logs") as group:
+            stack = Stack(group, work)
+            refs = stack.upload(paths)
+            stack.start_worker(args.weights)
+            rows["c_pt"] = {"images_per_s": one_job(stack, refs)}
+            stack.start_worker(best_weights)
+            rows["c_best"] = {
+                "images_per_s": one_job(stack, refs),
+                "backend": best_weights.suffix[1:],
+            }
+            rate, mean_batch = many_jobs(stack, refs)
+            rows["d"] = {"images_per_s": rate, "mean_batch": mean_batch}
+            samples = latency(stack, refs[0], args.latency_samples)
+            stack.client.close()
+
+    base = statistics.median(single["latencies_s"])
+    rows["overhead"] = {
+        "p50_ms": 1000 * (percentile(samples, 50) - base),
+        "p95_ms": 1000 * (percentile(samples, 95) - base),
+        "in_process_p50_ms": 1000 * base,
+    }
+    ratios = {
+        "c_best/a": rows["c_best"]["images_per_s"] / rows["a"]["images_per_s"],
+        "c_best/best": rows["c_best"]["images_per_s"] / rows["best"]["images_per_s"],
+        "c_pt/a": rows["c_pt"]["images_per_s"] / rows["a"]["images_per_s"],
+        "d/best": rows["d"]["images_per_s"] / rows["best"]["images_per_s"],
+    }
+
+    print(f"\n{'row':<10}{'images/s':>10}  notes")
+    for name in ("a", "best", "c_pt", "c_best", "d"):
+        row = rows[name]
+        notes = {
+            "a": f"Ultralytics defaults ({rows['a']['torch_threads']} torch threads)",
+            "best": rows["best"]["config"],
+            "c_best": f"backend {rows['c_best']['backend']}",
+            "d": f"mean batch {rows['d']['mean_batch']:.2f}",
+        }.get(name, "")
+        print(f"{name:<10}{row['images_per_s']:>10.1f}  {notes}")
+    o = rows["overhead"]
+    print(
+        f"overhead  p50 {o['p50_ms']:.1f} ms, p95 {o['p95_ms']:.1f} ms "
+        f"(in-process single image {o['in_process_p50_ms']:.1f} ms)"
+    )
+    print()
+    for name, value in ratios.items():
+        print(f"{name}={value:.2f}")
+    print(f"overhead_p50_ms={o['p50_ms']:.1f}")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "images": args.images,
+        "cores": cores,
+        "weights": str(args.weights),
+        "rows": rows,
+        "candidates": candidates,
+        "ratios": ratios,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    path = args.out / f"throughput-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

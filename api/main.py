@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import Services
 from api.metrics import MetricsMiddleware
-from api.routes import health, images, jobs
+from api.routes import health, images, jobs, workers
 from yoloq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(images.router)
+    app.include_router(workers.router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

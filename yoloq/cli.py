@@ -1,4 +1,4 @@
-"""The ``yoloq`` command: worker, api, demo."""
+"""The ``yoloq`` command: run the parts (worker, api, demo), use the service (submit, ...)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from yoloq.commands import add_commands
 from yoloq.demo import SAMPLES
 
 
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--imgsz", type=int, default=640, help="the largest input size")
     export.add_argument("--device", default="cpu", help="cpu, or cuda:N for an engine")
     export.set_defaults(run=_export)
+
+    add_commands(commands)
 
     demo = commands.add_parser(
         "demo", help="start everything locally, run a job on the sample images, print results"

@@ -18,6 +18,7 @@ from yoloq.schemas import (
     ResultItem,
     ResultsPage,
     UploadedImage,
+    WorkerHeartbeat,
 )
 
 
@@ -85,6 +86,9 @@ class Client:
             page = self.results_page(job_id, offset, page_size)
             yield from page.items
             offset = page.next_offset
+
+    def workers(self) -> list[WorkerHeartbeat]:
+        return [WorkerHeartbeat.model_validate(w) for w in self._call("GET", "/v1/workers")]
 
     def wait(
         self,

@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--device", default="auto", help="cpu, cuda:N, or auto (first GPU, else CPU)"
     )
-    worker.add_argument("--name", help="Celery hostname (default: DEVICE@HOST, e.g. gpu0@host)")
+    worker.add_argument(
+        "--name",
+        help="Celery hostname; %%h is this host's name (default: DEVICE@%%h, e.g. gpu0@host)",
+    )
     worker.add_argument("--concurrency", type=int, help="Celery threads (YOLOQ_WORKER_CONCURRENCY)")
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(run=_worker)

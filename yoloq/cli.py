@@ -1,4 +1,4 @@
-"""The ``yoloq`` command: worker, api, demo."""
+"""The ``yoloq`` command: worker, api, demo, compose."""
 
 from __future__ import annotations
 
@@ -31,6 +31,31 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(stay=not args.exit, api_port=args.port, images_dir=args.images)
 
 
+def _compose(args: argparse.Namespace) -> int:
+    from yoloq.compose import (
+        load_worker_anchor,
+        parse_gpus,
+        render_override,
+        worker_services,
+    )
+
+    out = str(args.out) if args.out else "docker-compose.gpus.yml"
+    command = f"yoloq compose --gpus {args.gpus} --per-gpu {args.per_gpu}"
+    try:
+        services = worker_services(parse_gpus(args.gpus), args.per_gpu)
+        anchor = load_worker_anchor(args.base)
+    except (ValueError, OSError) as error:
+        print(f"yoloq compose: error: {error}", file=sys.stderr)
+        return 2
+    text = render_override(anchor, services, command=command, base=str(args.base), out=out)
+    if args.out:
+        args.out.write_text(text)
+        print(f"wrote {len(services)} worker services to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yoloq", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--images", type=Path, default=SAMPLES, help="folder of images to run (default: samples)"
     )
     demo.set_defaults(run=_demo)
+
+    compose = commands.add_parser(
+        "compose",
+        help="write a docker compose override with workers for the given GPUs",
+    )
+    compose.add_argument(
+        "--gpus", required=True, help="the host's GPU numbers, comma-separated: 0,1,2,3"
+    )
+    compose.add_argument("--per-gpu", type=int, default=1, help="workers per GPU (default: 1)")
+    compose.add_argument(
+        "--base",
+        type=Path,
+        default=Path("docker-compose.yml"),
+        help="the compose file whose x-worker the workers copy (default: docker-compose.yml)",
+    )
+    compose.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    compose.set_defaults(run=_compose)
     return parser
 
 

@@ -33,13 +33,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _compose(args: argparse.Namespace) -> int:
     from yoloq.compose import (
+        DEFAULT_OUT,
         load_worker_anchor,
         parse_gpus,
         render_override,
         worker_services,
     )
 
-    out = str(args.out) if args.out else "docker-compose.gpus.yml"
+    out = str(args.out or DEFAULT_OUT)
     command = f"yoloq compose --gpus {args.gpus} --per-gpu {args.per_gpu}"
     try:
         services = worker_services(parse_gpus(args.gpus), args.per_gpu)

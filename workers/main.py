@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import logging
-import socket
 from concurrent.futures import ThreadPoolExecutor
 
-from workers.device import parse_device, pin_device
+from workers.device import Device, parse_device, pin_device
 
 log = logging.getLogger("workers")
+
+
+def worker_name(name: str | None, device: Device) -> str:
+    """The Celery hostname, which the heartbeat also uses: ``--name`` or ``LABEL@%h``.
+
+    ``%h`` (and Celery's other ``%`` abbreviations) are expanded here rather than left to
+    Celery, so the heartbeat carries the same name Celery shows. In a container ``%h`` is
+    the container's hostname, which makes ``gpu1@%h`` distinct per container and matches
+    what ``python -m workers.healthcheck`` looks for by default.
+    """
+    from celery.utils.nodenames import host_format
+
+    return str(host_format(name or f"{device.label}@%h"))
 
 
 def run_worker(
@@ -75,7 +87,7 @@ def run_worker(
 
     app = make_celery(settings)
     register_tasks(app)
-    hostname = name or f"{device.label}@{socket.gethostname()}"
+    hostname = worker_name(name, device)
     heartbeat = Heartbeat(runtime, hostname, settings.heartbeat_interval_s)
     heartbeat.start()
     try:

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,9 @@ def resolve_weights(spec: str, store: ObjectStore, cache_dir: Path) -> Path:
         log.info("model %s found in cache at %s", spec, cached)
         return cached
     cached.parent.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_suffix(cached.suffix + f".{os.getpid()}.part")
+    # Unique per download, not per pid: workers in different containers share the cache
+    # volume and are all pid 1.
+    partial = cached.with_suffix(cached.suffix + f".{uuid.uuid4().hex}.part")
     log.info("downloading model %s", spec)
     store.client.download_file(bucket, key, str(partial))
     partial.replace(cached)  # atomic: a crash never leaves a half file under the real name

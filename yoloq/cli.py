@@ -1,4 +1,5 @@
-"""The ``yoloq`` command: run the parts (worker, api, demo), use the service (submit, ...)."""
+"""The ``yoloq`` command: run the parts (worker, api, demo, compose, export) and use the
+service (submit, status, results, workers)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,32 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compose(args: argparse.Namespace) -> int:
+    from yoloq.compose import (
+        DEFAULT_OUT,
+        load_worker_anchor,
+        parse_gpus,
+        render_override,
+        worker_services,
+    )
+
+    out = str(args.out or DEFAULT_OUT)
+    command = f"yoloq compose --gpus {args.gpus} --per-gpu {args.per_gpu}"
+    try:
+        services = worker_services(parse_gpus(args.gpus), args.per_gpu)
+        anchor = load_worker_anchor(args.base)
+    except (ValueError, OSError) as error:
+        print(f"yoloq compose: error: {error}", file=sys.stderr)
+        return 2
+    text = render_override(anchor, services, command=command, base=str(args.base), out=out)
+    if args.out:
+        args.out.write_text(text)
+        print(f"wrote {len(services)} worker services to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yoloq", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--device", default="auto", help="cpu, cuda:N, or auto (first GPU, else CPU)"
     )
-    worker.add_argument("--name", help="Celery hostname (default: DEVICE@HOST, e.g. gpu0@host)")
+    worker.add_argument(
+        "--name",
+        help="Celery hostname; %%h is this host's name (default: DEVICE@%%h, e.g. gpu0@host)",
+    )
     worker.add_argument("--concurrency", type=int, help="Celery threads (YOLOQ_WORKER_CONCURRENCY)")
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(run=_worker)
@@ -82,6 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--images", type=Path, default=SAMPLES, help="folder of images to run (default: samples)"
     )
     demo.set_defaults(run=_demo)
+
+    compose = commands.add_parser(
+        "compose",
+        help="write a docker compose override with workers for the given GPUs",
+    )
+    compose.add_argument(
+        "--gpus", required=True, help="the host's GPU numbers, comma-separated: 0,1,2,3"
+    )
+    compose.add_argument("--per-gpu", type=int, default=1, help="workers per GPU (default: 1)")
+    compose.add_argument(
+        "--base",
+        type=Path,
+        default=Path("docker-compose.yml"),
+        help="the compose file whose x-worker the workers copy (default: docker-compose.yml)",
+    )
+    compose.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    compose.set_defaults(run=_compose)
     return parser
 
 

@@ -54,7 +54,8 @@ def test_submit_folder_and_s3_prefix_then_status_results_workers(
     assert [line["index"] for line in lines] == list(range(5))
     assert [line["key"].rsplit("/", 1)[-1] for line in lines[:2]] == ["s0.png", "s1.png"]
     assert sorted(p.name for p in annotated.iterdir()) == ["p0.jpg", "p1.jpg", "p2.jpg"]
-    assert cv2.imread(str(annotated / "p0.jpg")).shape == (240, 320, 3)
+    drawn = cv2.imread(str(annotated / "p0.jpg"))
+    assert drawn is not None and drawn.shape == (240, 320, 3)
 
     job_id = result.stderr.split("job ", 1)[1].split(":", 1)[0]
     status = json.loads(_yoloq(api_url, "status", job_id).stdout)

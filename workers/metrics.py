@@ -26,7 +26,7 @@ BATCH_IMAGES = Histogram(
 STAGE_SECONDS = Histogram(
     "yoloq_worker_stage_seconds",
     "Seconds per stage: queue (per chunk), download, decode, batch_wait (per image), "
-    "inference (per batch), record (per chunk: results part to S3, count in Redis).",
+    "inference (per batch), upload (per chunk: the results part to S3 and the count in Redis).",
     ["stage"],
     buckets=_SECONDS,
 )

@@ -177,13 +177,13 @@ def process_chunk(runtime: WorkerRuntime, task: ChunkTask) -> ChunkOutcome:
     else:
         runtime.jobs.mark_running(task.job_id)
         items = run_chunk(runtime, task)
-        recording = time.perf_counter()
+        uploading = time.perf_counter()
         runtime.archive.write_part(task.job_id, task.chunk, items)
         completion = runtime.jobs.complete_chunk(task.job_id, task.model, task.chunk, items)
         if not completion.newly_counted:
             items = _counted_items(runtime, task)
             runtime.archive.write_part(task.job_id, task.chunk, items)
-        metrics.STAGE_SECONDS.labels("record").observe(time.perf_counter() - recording)
+        metrics.STAGE_SECONDS.labels("upload").observe(time.perf_counter() - uploading)
     errors = sum(1 for item in items if item.status == "error")
     if completion.newly_counted:
         runtime.stats.count_images(len(items))

@@ -164,7 +164,7 @@ def test_prometheus_metrics_and_item_timings(
     assert samples["yoloq_worker_model_warm"] == 1
     assert samples['yoloq_worker_images_total{status="ok"}'] >= 3
     assert samples["yoloq_worker_batch_images_count"] >= 1
-    for stage in ("queue", "download", "decode", "batch_wait", "inference", "record"):
+    for stage in ("queue", "download", "decode", "batch_wait", "inference", "upload"):
         assert samples[f'yoloq_worker_stage_seconds_count{{stage="{stage}"}}'] >= 1, stage
     beat = next(w for w in job_store.live_workers(30))
     assert sum(beat.batch_sizes.values()) >= 1

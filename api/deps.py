@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.keyring import KeyRing
 from api.metrics import ApiMetrics
 from yoloq.archive import ResultArchive
 from yoloq.job_store import JobStore
@@ -23,6 +24,7 @@ class Services:
     archive: ResultArchive
     queue: ChunkQueue
     metrics: ApiMetrics
+    keyring: KeyRing
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -35,6 +37,7 @@ class Services:
             archive=ResultArchive(store, settings.results_bucket),
             queue=ChunkQueue(make_celery(settings), queue_for(settings)),
             metrics=ApiMetrics(jobs.queued_images),
+            keyring=KeyRing(settings),
         )
 
 

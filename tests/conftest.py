@@ -7,6 +7,8 @@ free loopback port, reached over HTTP. Workers and the API are real subprocesses
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import uuid
@@ -32,9 +34,24 @@ FIXTURES = ROOT / "tests" / "fixtures"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 CLAIM_KEY = "yoloq-test:claimed-by"
 
+API_KEY = "tenant-a-key-0123456789"
+OTHER_API_KEY = "tenant-b-key-0123456789"
+ADMIN_API_KEY = "admin-key-0123456789"
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 INPUT_BUCKET = "images"
+OTHER_BUCKET = "other-team"
 RESULTS_BUCKET = "yoloq-results"
 UPLOADS_BUCKET = "yoloq-uploads"
+API_KEYS = {
+    key_hash(API_KEY): {"tenant": "tenant-a", "buckets": [INPUT_BUCKET]},
+    key_hash(OTHER_API_KEY): {"tenant": "tenant-b", "buckets": [OTHER_BUCKET]},
+    key_hash(ADMIN_API_KEY): {"tenant": "ops", "buckets": [], "admin": True},
+}
 
 # boto3 needs credentials; moto accepts any.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -79,7 +96,7 @@ def process_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessG
 def s3_endpoint(process_group: ProcessGroup) -> str:
     endpoint = start_s3(process_group, free_port())
     client = boto3.client("s3", endpoint_url=endpoint)
-    for bucket in (INPUT_BUCKET, RESULTS_BUCKET, UPLOADS_BUCKET):
+    for bucket in (INPUT_BUCKET, OTHER_BUCKET, RESULTS_BUCKET, UPLOADS_BUCKET):
         client.create_bucket(Bucket=bucket)
     return endpoint
 
@@ -124,6 +141,7 @@ def stack_env(
         "YOLOQ_MAX_IMAGES_PER_JOB": "64",
         "YOLOQ_HEARTBEAT_INTERVAL_S": "1",
         "YOLOQ_METRICS_PORT": str(free_port()),
+        "YOLOQ_API_KEYS": json.dumps(API_KEYS),
     }
 
 

@@ -149,7 +149,13 @@ def finalize_job(
     record = runtime.jobs.get(job_id)
     assert record is not None
     runtime.archive.write_manifest(
-        Manifest(job=record.public, model=record.model, params=record.params, chunks=record.chunks)
+        Manifest(
+            job=record.public,
+            tenant=record.tenant,
+            model=record.model,
+            params=record.params,
+            chunks=record.chunks,
+        )
     )
     log.info("job %s finished: %s", job_id, record.public.status)
 

@@ -7,6 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
+import httpx
+
+from yoloq.client import ApiError
 from yoloq.commands import add_commands
 from yoloq.demo import SAMPLES
 
@@ -134,4 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    sys.exit(args.run(args))
+    try:
+        sys.exit(args.run(args))
+    except ApiError as error:
+        sys.exit(f"yoloq: {error}")
+    except httpx.TransportError as error:
+        sys.exit(f"yoloq: cannot reach the API at {getattr(args, 'api', '?')}: {error}")

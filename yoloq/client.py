@@ -30,8 +30,9 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, base_url: str, timeout_s: float = 30.0) -> None:
-        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+    def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s, headers=headers)
 
     def close(self) -> None:
         self.http.close()

@@ -24,6 +24,15 @@ def add_api_option(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("YOLOQ_API_URL", DEFAULT_API),
         help=f"the API's URL (YOLOQ_API_URL, default {DEFAULT_API})",
     )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("YOLOQ_API_KEY"),
+        help="the API key (YOLOQ_API_KEY; better there than on a command line)",
+    )
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.api, api_key=args.api_key)
 
 
 def local_images(paths: list[Path]) -> list[Path]:
@@ -86,7 +95,7 @@ def submit(args: argparse.Namespace) -> int:
         raise SystemExit("yoloq: no images found")
     params = _params(args)
     first_upload = len(refs)  # uploaded images follow the s3:// ones in the job
-    with Client(args.api) as client:
+    with _client(args) as client:
         for n, path in enumerate(local, 1):
             refs.append(client.upload(path))
             print(f"\ruploading {n}/{len(local)}", end="", file=sys.stderr, flush=True)
@@ -116,13 +125,13 @@ def submit(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    with Client(args.api) as client:
+    with _client(args) as client:
         print(client.job(args.job_id).model_dump_json(indent=2))
     return 0
 
 
 def results(args: argparse.Namespace) -> int:
-    with Client(args.api) as client:
+    with _client(args) as client:
         write_results(list(client.results(args.job_id)), args.out, args.format)
     return 0
 
@@ -136,7 +145,7 @@ def _table(rows: Iterable[list[str]], header: list[str]) -> str:
 
 
 def workers(args: argparse.Namespace) -> int:
-    with Client(args.api) as client:
+    with _client(args) as client:
         beats = client.workers()
     if not beats:
         print("no live workers")

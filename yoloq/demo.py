@@ -109,6 +109,8 @@ def run_demo(stay: bool = True, api_port: int = 8000, images_dir: Path = SAMPLES
             "YOLOQ_S3_ENDPOINT_URL": _s3_endpoint(group),
             "YOLOQ_MODEL": model,
             "YOLOQ_KEY_PREFIX": os.environ.get("YOLOQ_KEY_PREFIX", "yoloq-demo"),
+            # A local demo on loopback; the API logs a loud warning about it.
+            "YOLOQ_AUTH_DISABLED": "true",
         }
         os.environ.update(env)
         from yoloq.settings import Settings

@@ -38,6 +38,7 @@ class JobRecord:
     """What Redis holds about a job: its public view plus what workers need."""
 
     public: JobPublic
+    tenant: str
     model: str
     params: InferenceParams
     chunks: int
@@ -82,6 +83,7 @@ class JobStore:
         self,
         job_id: str,
         *,
+        tenant: str,
         total: int,
         chunks: int,
         model: str,
@@ -99,6 +101,7 @@ class JobStore:
             "failed": 0,
             "chunks": chunks,
             "created_at": repr(now),
+            "tenant": tenant,
             "model": model,
             "params": params.model_dump_json(),
             "results_bucket": results.bucket,
@@ -130,6 +133,7 @@ class JobStore:
         )
         return JobRecord(
             public=public,
+            tenant=fields["tenant"],
             model=fields["model"],
             params=InferenceParams.model_validate_json(fields["params"]),
             chunks=int(fields["chunks"]),

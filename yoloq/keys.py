@@ -59,5 +59,10 @@ def manifest_key(job_id: str) -> str:
     return f"jobs/{job_id}/manifest.json"
 
 
-def upload_key(upload_id: str, suffix: str) -> str:
-    return f"uploads/{upload_id[:2]}/{upload_id}{suffix}"
+def upload_prefix(tenant: str) -> str:
+    """Each tenant's uploads under its own prefix: one tenant cannot name another's files."""
+    return f"uploads/{tenant}/"
+
+
+def upload_key(tenant: str, upload_id: str, suffix: str) -> str:
+    return f"{upload_prefix(tenant)}{upload_id}{suffix}"

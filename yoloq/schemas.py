@@ -171,6 +171,7 @@ class Manifest(BaseModel):
     """Written to S3 when a job ends: the durable record once Redis has expired it."""
 
     job: JobPublic
+    tenant: str
     model: str
     params: InferenceParams
     chunks: int

@@ -6,15 +6,24 @@ AWS credentials and region are not here: boto3 reads ``AWS_ACCESS_KEY_ID``,
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "yoloq"
+
+
+class TenantConfig(BaseModel):
+    """What one API key may do. Keys are configured by their SHA-256, never in plain text."""
+
+    tenant: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    buckets: list[str] = Field(default_factory=list, description="Input buckets it may read.")
+    admin: bool = Field(default=False, description="May see workers and operational endpoints.")
 
 
 class Settings(BaseSettings):
@@ -28,9 +37,18 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     """None means AWS S3; set it for MinIO or any S3-compatible server."""
     input_buckets: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["images"])
-    """Buckets jobs may read images from (comma-separated). The uploads bucket is always allowed."""
+    """Buckets jobs may read when auth is disabled (comma-separated); with API keys, each
+    tenant's own list applies. Each caller may always read its own uploads."""
     results_bucket: str = "yoloq-results"
     uploads_bucket: str = "yoloq-uploads"
+
+    api_keys: dict[str, TenantConfig] = Field(default_factory=dict)
+    """SHA-256 (hex) of each API key -> its tenant, buckets and scope. JSON, e.g.
+    ``{"9f86d0...": {"tenant": "line-3", "buckets": ["images"], "admin": false}}``."""
+    api_keys_file: Path | None = None
+    """The same mapping in a JSON file (a mounted secret); merged with ``api_keys``."""
+    auth_disabled: bool = False
+    """Serve without API keys: every caller is one admin tenant. For the demo only."""
 
     model: str | None = None
     """Weights: a local path or ``s3://bucket/key``. Required by workers."""
@@ -67,9 +85,13 @@ class Settings(BaseSettings):
             return [b.strip() for b in value.split(",") if b.strip()]
         return value
 
-    @property
-    def allowed_buckets(self) -> frozenset[str]:
-        return frozenset([*self.input_buckets, self.uploads_bucket])
+    def tenants_by_key_hash(self) -> dict[str, TenantConfig]:
+        keys = {digest.lower(): tenant for digest, tenant in self.api_keys.items()}
+        if self.api_keys_file:
+            raw = json.loads(self.api_keys_file.read_text())
+            for digest, tenant in raw.items():
+                keys[digest.lower()] = TenantConfig.model_validate(tenant)
+        return keys
 
     @property
     def queue_model_name(self) -> str:

@@ -8,6 +8,7 @@ from pathlib import PurePosixPath
 
 from fastapi import APIRouter, HTTPException, UploadFile, status
 
+from api.auth import CurrentPrincipal
 from api.deps import ServicesDep
 from yoloq import keys
 from yoloq.schemas import UploadedImage
@@ -30,7 +31,9 @@ def _suffix(filename: str | None) -> str:
         422: {"description": "The file is empty."},
     },
 )
-def upload_image(file: UploadFile, services: ServicesDep) -> UploadedImage:
+def upload_image(
+    file: UploadFile, services: ServicesDep, principal: CurrentPrincipal
+) -> UploadedImage:
     limit = services.settings.max_upload_bytes
     data = file.file.read(limit + 1)
     if len(data) > limit:
@@ -40,6 +43,6 @@ def upload_image(file: UploadFile, services: ServicesDep) -> UploadedImage:
     if not data:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the file is empty")
     bucket = services.settings.uploads_bucket
-    key = keys.upload_key(uuid.uuid4().hex, _suffix(file.filename))
+    key = keys.upload_key(principal.tenant, uuid.uuid4().hex, _suffix(file.filename))
     services.store.put(bucket, key, data, file.content_type or "application/octet-stream")
     return UploadedImage(bucket=bucket, key=key)

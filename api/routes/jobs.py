@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
+from api.auth import CurrentPrincipal, Principal
 from api.deps import ServicesDep
 from yoloq import keys
 from yoloq.chunking import split_into_chunks
@@ -39,7 +40,7 @@ def _check_job_id(job_id: str) -> None:
         503: {"description": "Redis or the broker is unreachable."},
     },
 )
-def submit_job(body: JobCreate, services: ServicesDep) -> JobAccepted:
+def submit_job(body: JobCreate, services: ServicesDep, principal: CurrentPrincipal) -> JobAccepted:
     settings = services.settings
     if len(body.images) > settings.max_images_per_job:
         raise HTTPException(
@@ -47,12 +48,14 @@ def submit_job(body: JobCreate, services: ServicesDep) -> JobAccepted:
             f"a job holds at most {settings.max_images_per_job} images and this one has "
             f"{len(body.images)}: split it into several jobs",
         )
-    refused = sorted({ref.bucket for ref in body.images} - settings.allowed_buckets)
+    refused = [ref for ref in body.images if not principal.may_read(ref, settings.uploads_bucket)]
     if refused:
+        first = refused[0]
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
-            f"bucket(s) {', '.join(refused)} are not allowed input buckets; "
-            f"allowed: {', '.join(sorted(settings.allowed_buckets))}",
+            f"{len(refused)} image(s) are outside what this API key may read, the first "
+            f"s3://{first.bucket}/{first.key}; allowed buckets: "
+            f"{', '.join(sorted(principal.buckets)) or 'none'}, and your own uploads",
         )
 
     job_id = uuid.uuid4().hex
@@ -60,6 +63,7 @@ def submit_job(body: JobCreate, services: ServicesDep) -> JobAccepted:
     chunks = split_into_chunks(job_id, model, body.images, body.params, settings.chunk_size)
     services.jobs.create(
         job_id,
+        tenant=principal.tenant,
         total=len(body.images),
         chunks=len(chunks),
         model=model,
@@ -83,22 +87,30 @@ def submit_job(body: JobCreate, services: ServicesDep) -> JobAccepted:
     return JobAccepted(id=job_id, status="queued", total=len(body.images))  # type: ignore[arg-type]
 
 
-@router.get("/{job_id}", responses={404: {"description": "No such job."}})
-def get_job(job_id: str, services: ServicesDep) -> JobPublic:
+def _job(job_id: str, services: ServicesDep, principal: Principal) -> tuple[JobPublic, bool]:
+    """The job, and whether Redis still holds it; 404 unless it is the caller's."""
     _check_job_id(job_id)
     record = services.jobs.get(job_id)
     if record is not None:
-        return record.public
+        if record.tenant != principal.tenant:
+            raise _not_found(job_id)
+        return record.public, True
     manifest = services.archive.read_manifest(job_id)
-    if manifest is not None:
-        return manifest.job
-    raise _not_found(job_id)
+    if manifest is None or manifest.tenant != principal.tenant:
+        raise _not_found(job_id)
+    return manifest.job, False
+
+
+@router.get("/{job_id}", responses={404: {"description": "No such job."}})
+def get_job(job_id: str, services: ServicesDep, principal: CurrentPrincipal) -> JobPublic:
+    return _job(job_id, services, principal)[0]
 
 
 @router.get("/{job_id}/results", responses={404: {"description": "No such job."}})
 def get_results(
     job_id: str,
     services: ServicesDep,
+    principal: CurrentPrincipal,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> ResultsPage:
@@ -108,10 +120,9 @@ def get_results(
     points at it: ask again later from there. ``next_offset`` is null once the last item
     has been returned.
     """
-    _check_job_id(job_id)
-    record = services.jobs.get(job_id)
-    if record is not None:
-        total = record.public.total
+    job, in_redis = _job(job_id, services, principal)
+    total = job.total
+    if in_redis:
         window = services.jobs.items(job_id, offset, min(limit, max(0, total - offset)))
         items = []
         for item in window:
@@ -119,10 +130,7 @@ def get_results(
                 break
             items.append(item)
     else:
-        archived = services.archive.read_results(job_id)
-        if archived is None:
-            raise _not_found(job_id)
-        total = len(archived)
+        archived = services.archive.read_results(job_id) or []
         items = archived[offset : offset + limit]
     end = offset + len(items)
     return ResultsPage(items=items, next_offset=end if end < total else None)

@@ -12,17 +12,17 @@ from pathlib import Path
 import cv2
 
 from tests import image_factory as make
-from tests.conftest import INPUT_BUCKET
+from tests.conftest import ADMIN_API_KEY, API_KEY, INPUT_BUCKET
 from yoloq.object_store import ObjectStore
 
 
-def _yoloq(api_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _yoloq(api_url: str, *args: str, key: str = API_KEY) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "yoloq", *args, "--api", api_url],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        env={**os.environ, "YOLOQ_API_KEY": key},
     )
 
 
@@ -70,7 +70,9 @@ def test_submit_folder_and_s3_prefix_then_status_results_workers(
     assert [image["id"] for image in coco["images"]] == list(range(5))
     assert {"images", "annotations", "categories"} <= set(coco)
 
-    table = _yoloq(api_url, "workers").stdout
+    refused = _yoloq(api_url, "workers")
+    assert refused.returncode != 0 and "admin" in refused.stderr
+    table = _yoloq(api_url, "workers", key=ADMIN_API_KEY).stdout
     assert table.splitlines()[0].split()[:3] == ["NAME", "DEVICE", "MODEL"]
     assert worker in table and " yes " in table
 

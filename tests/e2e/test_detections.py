@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from scripts.make_shapes_dataset import generate_image
-from tests.conftest import INPUT_BUCKET
+from tests.conftest import API_KEY, INPUT_BUCKET
 from tests.exif import with_orientation
 from tests.image_factory import encode
 from yoloq.client import Client
@@ -29,7 +29,7 @@ HELD_OUT_SEED = 5000  # training used seeds 0 (train) and 1 (validation)
 
 @pytest.fixture(scope="module")
 def client(api_url: str, worker: str) -> Iterator[Client]:
-    with Client(api_url) as api_client:
+    with Client(api_url, api_key=API_KEY) as api_client:
         yield api_client
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests import image_factory as make
-from tests.conftest import INPUT_BUCKET, RESULTS_BUCKET
+from tests.conftest import API_KEY, INPUT_BUCKET, RESULTS_BUCKET
 from yoloq.client import ApiError, Client
 from yoloq.job_store import JobStore
 from yoloq.object_store import ObjectStore
@@ -27,7 +27,7 @@ BAD: dict[str, tuple[bytes | None, str]] = {
 
 @pytest.fixture(scope="module")
 def client(api_url: str, worker: str) -> Iterator[Client]:
-    with Client(api_url) as api_client:
+    with Client(api_url, api_key=API_KEY) as api_client:
         yield api_client
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +13,19 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from tests import image_factory as make
-from tests.conftest import INPUT_BUCKET, RESULTS_BUCKET, UPLOADS_BUCKET
+from tests.conftest import (
+    ADMIN_API_KEY,
+    API_KEY,
+    API_KEYS,
+    INPUT_BUCKET,
+    OTHER_API_KEY,
+    OTHER_BUCKET,
+    RESULTS_BUCKET,
+    UPLOADS_BUCKET,
+)
 from yoloq.local_services import free_port
 from yoloq.object_store import ObjectStore
-from yoloq.settings import Settings
+from yoloq.settings import Settings, TenantConfig
 
 
 def _settings(redis_url: str, s3_endpoint: str, **overrides: Any) -> Settings:
@@ -27,13 +38,25 @@ def _settings(redis_url: str, s3_endpoint: str, **overrides: Any) -> Settings:
         uploads_bucket=UPLOADS_BUCKET,
         max_images_per_job=3,
         max_upload_bytes=100_000,
+        api_keys={digest: TenantConfig.model_validate(t) for digest, t in API_KEYS.items()},
         **overrides,
     )
 
 
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 @pytest.fixture
 def client(redis_url: str, s3_endpoint: str) -> Iterator[TestClient]:
-    with TestClient(create_app(_settings(redis_url, s3_endpoint))) as test_client:
+    app = create_app(_settings(redis_url, s3_endpoint))
+    with TestClient(app, headers=_auth(API_KEY)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def anonymous(client: TestClient) -> Iterator[TestClient]:
+    with TestClient(client.app) as test_client:
         yield test_client
 
 
@@ -109,6 +132,7 @@ def test_upload_stores_into_the_uploads_bucket(
     assert response.status_code == 201
     ref = response.json()
     assert ref["bucket"] == UPLOADS_BUCKET and ref["key"].endswith(".jpg")
+    assert ref["key"].startswith("uploads/tenant-a/")
     assert object_store.get(ref["bucket"], ref["key"]) == data
 
 
@@ -120,9 +144,73 @@ def test_upload_refuses_empty_and_oversized_files(client: TestClient) -> None:
 
 def test_redis_down_is_503_with_a_clear_body(s3_endpoint: str) -> None:
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    with TestClient(create_app(_settings(dead_redis, s3_endpoint))) as dead:
+    app = create_app(_settings(dead_redis, s3_endpoint))
+    with TestClient(app, headers=_auth(API_KEY)) as dead:
         response = dead.get(f"/v1/jobs/{uuid.uuid4().hex}")
         assert response.status_code == 503
         assert "Redis" in response.json()["detail"]
         assert dead.get("/healthz").status_code == 200
         assert "redis unreachable" in dead.get("/readyz").json()["reason"]
+
+
+# Auth and tenants
+
+
+def test_no_key_or_a_wrong_key_is_401(anonymous: TestClient) -> None:
+    for headers in ({}, _auth("not-a-key"), {"Authorization": "Basic abc"}):
+        response = anonymous.post("/v1/jobs", json=_job(), headers=headers)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert "Authorization: Bearer" in anonymous.get(f"/v1/jobs/{uuid.uuid4().hex}").json()["detail"]
+    assert anonymous.post("/v1/images", files={"file": ("a.jpg", b"x")}).status_code == 401
+
+
+def test_a_tenant_never_sees_another_tenants_job(client: TestClient) -> None:
+    job_id = client.post("/v1/jobs", json=_job()).json()["id"]
+    assert client.get(f"/v1/jobs/{job_id}").status_code == 200
+    other = _auth(OTHER_API_KEY)
+    assert client.get(f"/v1/jobs/{job_id}", headers=other).status_code == 404
+    assert client.get(f"/v1/jobs/{job_id}/results", headers=other).status_code == 404
+
+
+def test_buckets_are_per_tenant(client: TestClient) -> None:
+    assert client.post("/v1/jobs", json=_job(bucket=OTHER_BUCKET)).status_code == 403
+    other = _auth(OTHER_API_KEY)
+    assert client.post("/v1/jobs", json=_job(bucket=OTHER_BUCKET), headers=other).status_code == 202
+    refused = client.post("/v1/jobs", json=_job(bucket=INPUT_BUCKET), headers=other)
+    assert refused.status_code == 403
+    assert "s3://images/0.jpg" in refused.json()["detail"]
+
+
+def test_a_tenant_may_read_its_own_uploads_only(client: TestClient) -> None:
+    ref = client.post("/v1/images", files={"file": ("a.jpg", make.jpeg())}).json()
+    assert client.post("/v1/jobs", json={"images": [ref]}).status_code == 202
+    other = _auth(OTHER_API_KEY)
+    assert client.post("/v1/jobs", json={"images": [ref]}, headers=other).status_code == 403
+
+
+def test_workers_need_an_admin_key(client: TestClient) -> None:
+    assert client.get("/v1/workers").status_code == 403
+    assert client.get("/v1/workers", headers=_auth(ADMIN_API_KEY)).status_code == 200
+
+
+def test_keys_from_a_file(redis_url: str, s3_endpoint: str, tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text(json.dumps(API_KEYS))
+    settings = _settings(redis_url, s3_endpoint).model_copy(
+        update={"api_keys": {}, "api_keys_file": keys_file}
+    )
+    with TestClient(create_app(settings), headers=_auth(API_KEY)) as from_file:
+        assert from_file.post("/v1/jobs", json=_job()).status_code == 202
+
+
+def test_auth_disabled_serves_everyone_and_warns(
+    redis_url: str, s3_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = _settings(redis_url, s3_endpoint).model_copy(
+        update={"api_keys": {}, "auth_disabled": True}
+    )
+    with TestClient(create_app(settings)) as open_api:
+        assert open_api.post("/v1/jobs", json=_job()).status_code == 202
+        assert open_api.get("/v1/workers").status_code == 200
+    assert "AUTHENTICATION IS DISABLED" in caplog.text

@@ -69,7 +69,7 @@ def test_manifest_round_trip(object_store: ObjectStore) -> None:
         started_at=now, finished_at=now,
         results=ObjectLocation(bucket=RESULTS_BUCKET, key=keys.results_key(job_id)),
     )  # fmt: skip
-    manifest = Manifest(job=job, model="m", params=InferenceParams(), chunks=1)
+    manifest = Manifest(job=job, tenant="t", model="m", params=InferenceParams(), chunks=1)
     archive.write_manifest(manifest)
     assert archive.read_manifest(job_id) == manifest
     assert archive.read_manifest(uuid.uuid4().hex) is None

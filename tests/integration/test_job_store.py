@@ -29,6 +29,7 @@ def _job(store: JobStore, total: int, chunks: int, ttl_s: int = 600) -> str:
     job_id = uuid.uuid4().hex
     store.create(
         job_id,
+        tenant="t",
         total=total,
         chunks=chunks,
         model="m",

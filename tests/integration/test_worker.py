@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from unittest import mock
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,13 +27,8 @@ from yoloq.settings import Settings
 
 @pytest.fixture(scope="module")
 def queue(stack_env: dict[str, str], worker: str) -> Iterator[ChunkQueue]:
-    settings = Settings.model_validate(
-        {
-            k.removeprefix("YOLOQ_").lower(): v
-            for k, v in stack_env.items()
-            if k.startswith("YOLOQ_")
-        }
-    )
+    with mock.patch.dict(os.environ, stack_env):
+        settings = Settings()  # as the worker reads it
     app = make_celery(settings)
     yield ChunkQueue(app, queue_for(settings))
     app.close()
@@ -45,6 +41,7 @@ def _submit(
     chunks = split_into_chunks(job_id, "test", images, InferenceParams(), chunk_size)
     job_store.create(
         job_id,
+        tenant="tenant-a",
         total=len(images),
         chunks=len(chunks),
         model="test",

@@ -40,7 +40,6 @@ def test_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YOLOQ_CHUNK_SIZE", "32")
     settings = Settings()
     assert settings.input_buckets == ["cams", "line-3"]
-    assert settings.allowed_buckets == {"cams", "line-3", "ups"}
     assert settings.queue_model_name == "factory-v3"
     assert keys.queue_name(settings.queue_model_name) == "yoloq.infer.factory-v3"
     assert settings.chunk_size == 32

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.backpressure import DrainRate
 from api.keyring import KeyRing
 from api.metrics import ApiMetrics
 from yoloq.archive import ResultArchive
@@ -25,6 +26,10 @@ class Services:
     queue: ChunkQueue
     metrics: ApiMetrics
     keyring: KeyRing
+    drain_rates: dict[str, DrainRate] = field(default_factory=dict)
+
+    def drain_rate(self, model: str) -> DrainRate:
+        return self.drain_rates.setdefault(model, DrainRate())
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:

@@ -7,6 +7,7 @@ a chunk delivered twice is counted once.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -139,6 +140,24 @@ class JobStore:
             chunks=int(fields["chunks"]),
         )
 
+    def queued_images_for(self, model: str) -> int:
+        return max(0, int(self.redis.get(self.keys.queued_images(model)) or 0))
+
+    def claim_idempotency_key(
+        self, tenant: str, key: str, job_id: str, body_digest: str, ttl_s: int
+    ) -> tuple[str, str] | None:
+        """Claim ``key`` for a new job; None if claimed, else the (job id, body digest)
+        that claimed it first."""
+        name = self.keys.idempotency(tenant, hashlib.sha256(key.encode()).hexdigest())
+        if self.redis.set(name, f"{job_id}:{body_digest}", nx=True, ex=ttl_s):
+            return None
+        existing = self.redis.get(name) or ":"
+        first_job, _, first_digest = existing.partition(":")
+        return first_job, first_digest
+
+    def release_idempotency_key(self, tenant: str, key: str) -> None:
+        self.redis.delete(self.keys.idempotency(tenant, hashlib.sha256(key.encode()).hexdigest()))
+
     def queued_images(self) -> dict[str, int]:
         """Images waiting per model."""
         counts = {}
@@ -147,6 +166,11 @@ class JobStore:
             value = self.redis.get(key)
             counts[key.removeprefix(prefix)] = max(0, int(value or 0))
         return counts
+
+    def withdraw(self, job_id: str, model: str, total: int) -> None:
+        """Undo ``create`` for a job whose chunks could not all be queued."""
+        self.delete(job_id)
+        self.redis.decrby(self.keys.queued_images(model), total)
 
     def delete(self, job_id: str) -> None:
         self.redis.delete(

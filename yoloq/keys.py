@@ -36,6 +36,10 @@ class RedisKeys:
         """Integer: images submitted for a model and not yet done (what the queue holds)."""
         return f"{self.prefix}:queued-images:{model}"
 
+    def idempotency(self, tenant: str, key_digest: str) -> str:
+        """String: the job an Idempotency-Key created, and the digest of its body."""
+        return f"{self.prefix}:idempotency:{tenant}:{key_digest}"
+
     def workers(self) -> str:
         """Sorted set: worker name scored by last heartbeat (unix seconds)."""
         return f"{self.prefix}:workers"

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 BucketName = Annotated[
     str,
@@ -46,6 +46,17 @@ class ImageRef(BaseModel):
 
     bucket: BucketName
     key: ObjectKey
+
+    @field_validator("key")
+    @classmethod
+    def _safe_key(cls, key: str) -> str:
+        if len(key.encode()) > 1024:
+            raise ValueError("the key is longer than S3's limit of 1024 bytes (UTF-8)")
+        if any(ord(c) < 32 or ord(c) == 127 for c in key):
+            raise ValueError("the key holds a control character; remove it")
+        if ".." in key.split("/"):
+            raise ValueError("the key holds a '..' segment; name the object by its real path")
+        return key
 
 
 class InferenceParams(BaseModel):

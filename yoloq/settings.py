@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     result_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     """How long job state and results stay in Redis; S3 keeps them after that."""
     max_images_per_job: int = Field(default=10_000, ge=1)
+    queue_limit: int | None = Field(default=None, ge=1)
+    """Images a model's queue may hold before new jobs get 429; unset, no limit."""
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
 
     worker_concurrency: int = Field(default=4, ge=1)

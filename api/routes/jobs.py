@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Header, HTTPException, Query, status
 
 from api.auth import CurrentPrincipal, Principal
-from api.deps import ServicesDep
+from api.backpressure import retry_after_s
+from api.deps import Services, ServicesDep
 from yoloq import keys
 from yoloq.chunking import split_into_chunks
-from yoloq.schemas import JobAccepted, JobCreate, JobPublic, ObjectLocation, ResultsPage
+from yoloq.schemas import (
+    JobAccepted,
+    JobCreate,
+    JobPublic,
+    JobStatus,
+    ObjectLocation,
+    ResultsPage,
+)
+from yoloq.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +41,16 @@ def _check_job_id(job_id: str) -> None:
         raise _not_found(job_id)
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_202_ACCEPTED,
-    responses={
-        403: {"description": "An image's bucket is not an allowed input bucket."},
-        422: {"description": "The body is invalid or holds too many images."},
-        503: {"description": "Redis or the broker is unreachable."},
-    },
-)
-def submit_job(body: JobCreate, services: ServicesDep, principal: CurrentPrincipal) -> JobAccepted:
-    settings = services.settings
+def _check_size(body: JobCreate, settings: Settings) -> None:
     if len(body.images) > settings.max_images_per_job:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"a job holds at most {settings.max_images_per_job} images and this one has "
             f"{len(body.images)}: split it into several jobs",
         )
+
+
+def _check_access(body: JobCreate, principal: Principal, settings: Settings) -> None:
     refused = [ref for ref in body.images if not principal.may_read(ref, settings.uploads_bucket)]
     if refused:
         first = refused[0]
@@ -58,8 +61,93 @@ def submit_job(body: JobCreate, services: ServicesDep, principal: CurrentPrincip
             f"{', '.join(sorted(principal.buckets)) or 'none'}, and your own uploads",
         )
 
+
+def _check_backpressure(services: Services, model: str, images: int) -> None:
+    """429 while the model's queue is over its limit. A job meeting an empty queue is
+    always taken, whatever its size, so no job is refused for ever."""
+    limit = services.settings.queue_limit
+    if limit is None:
+        return
+    done = sum(w.images_done for w in services.jobs.live_workers(60) if w.model == model)
+    drain = services.drain_rate(model)
+    drain.observe(done)
+    queued = services.jobs.queued_images_for(model)
+    if queued == 0 or queued + images <= limit:
+        return
+    wait_s = retry_after_s(queued + images - limit, drain.images_per_s())
+    raise HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        f"the queue of model {model!r} holds {queued} images (limit {limit}); "
+        f"retry in about {wait_s}s",
+        headers={"Retry-After": str(wait_s)},
+    )
+
+
+def _replay(
+    services: Services, principal: Principal, key: str, job_id: str, body: JobCreate
+) -> JobAccepted | None:
+    """The job an earlier request with this Idempotency-Key made, if any; 409 if that
+    request's body was different."""
+    digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    first = services.jobs.claim_idempotency_key(
+        principal.tenant, key, job_id, digest, services.settings.result_ttl_s
+    )
+    if first is None:
+        return None
+    first_job, first_digest = first
+    if first_digest != digest:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"Idempotency-Key {key!r} was used for a different request (job {first_job}); "
+            "use a new key for a new job",
+        )
+    record = services.jobs.get(first_job)
+    job_status = record.public.status if record else JobStatus.QUEUED
+    return JobAccepted(id=first_job, status=job_status, total=len(body.images))
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        401: {"description": "No API key, or an unknown one."},
+        403: {"description": "An image is outside what the API key may read."},
+        409: {"description": "The Idempotency-Key was used for a different request."},
+        422: {"description": "The body is invalid or holds too many images."},
+        429: {"description": "The model's queue is full; see Retry-After."},
+        503: {"description": "Redis or the broker is unreachable."},
+    },
+)
+def submit_job(
+    body: JobCreate,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Retry safely: the same key and body return the first job.",
+        ),
+    ] = None,
+) -> JobAccepted:
+    settings = services.settings
+    _check_size(body, settings)
+    _check_access(body, principal, settings)
     job_id = uuid.uuid4().hex
+    if idempotency_key:
+        replayed = _replay(services, principal, idempotency_key, job_id, body)
+        if replayed:
+            return replayed
     model = settings.queue_model_name
+    try:
+        _check_backpressure(services, model, len(body.images))
+    except HTTPException:
+        if idempotency_key:  # refused: the key stays free for the retry
+            services.jobs.release_idempotency_key(principal.tenant, idempotency_key)
+        raise
+
     chunks = split_into_chunks(job_id, model, body.images, body.params, settings.chunk_size)
     services.jobs.create(
         job_id,
@@ -77,14 +165,16 @@ def submit_job(body: JobCreate, services: ServicesDep, principal: CurrentPrincip
     except Exception as error:
         # A job with chunks missing from the queue would never finish: take it back.
         log.exception("could not queue job %s", job_id)
-        services.jobs.delete(job_id)
+        services.jobs.withdraw(job_id, model, len(body.images))
+        if idempotency_key:
+            services.jobs.release_idempotency_key(principal.tenant, idempotency_key)
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"the queue is unavailable: {error}"
         ) from error
     services.metrics.jobs_submitted.labels(model).inc()
     services.metrics.images_submitted.labels(model).inc(len(body.images))
     log.info("job %s queued: %d images in %d chunks", job_id, len(body.images), len(chunks))
-    return JobAccepted(id=job_id, status="queued", total=len(body.images))  # type: ignore[arg-type]
+    return JobAccepted(id=job_id, status=JobStatus.QUEUED, total=len(body.images))
 
 
 def _job(job_id: str, services: ServicesDep, principal: Principal) -> tuple[JobPublic, bool]:

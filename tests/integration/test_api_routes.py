@@ -214,3 +214,40 @@ def test_auth_disabled_serves_everyone_and_warns(
         assert open_api.post("/v1/jobs", json=_job()).status_code == 202
         assert open_api.get("/v1/workers").status_code == 200
     assert "AUTHENTICATION IS DISABLED" in caplog.text
+
+
+# Idempotency and backpressure
+
+
+def test_idempotency_key_returns_the_first_job(client: TestClient) -> None:
+    key = {"Idempotency-Key": f"batch-{uuid.uuid4().hex}"}
+    first = client.post("/v1/jobs", json=_job(2), headers=key)
+    again = client.post("/v1/jobs", json=_job(2), headers=key)
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    conflict = client.post("/v1/jobs", json=_job(3), headers=key)
+    assert conflict.status_code == 409
+    assert first.json()["id"] in conflict.json()["detail"]
+    # Keys are per tenant: another tenant's identical key is a different request.
+    other = client.post(
+        "/v1/jobs", json=_job(1, bucket=OTHER_BUCKET), headers={**key, **_auth(OTHER_API_KEY)}
+    )
+    assert other.status_code == 202 and other.json()["id"] != first.json()["id"]
+
+
+def test_full_queue_is_429_with_retry_after(redis_url: str, s3_endpoint: str) -> None:
+    settings = _settings(redis_url, s3_endpoint).model_copy(
+        update={"queue_limit": 4, "max_images_per_job": 10}
+    )
+    with TestClient(create_app(settings), headers=_auth(API_KEY)) as limited:
+        # An empty queue takes any job, even one larger than the limit.
+        assert limited.post("/v1/jobs", json=_job(6)).status_code == 202
+        key = {"Idempotency-Key": "after-429"}
+        refused = limited.post("/v1/jobs", json=_job(1), headers=key)
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["Retry-After"]) <= 300
+        assert "limit 4" in refused.json()["detail"]
+        # A refused request does not use up its Idempotency-Key.
+        assert limited.post("/v1/jobs", json=_job(2), headers=key).status_code == 429
+        metrics = limited.get("/metrics").text
+        assert 'route="/v1/jobs",status="429"' in metrics

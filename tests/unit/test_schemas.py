@@ -40,6 +40,21 @@ def test_image_ref_key_length() -> None:
         ImageRef(bucket="images", key="k" * 1025)
     with pytest.raises(ValidationError):
         ImageRef(bucket="images", key="")
+    with pytest.raises(ValidationError, match="1024 bytes"):
+        ImageRef(bucket="images", key="é" * 600)  # 600 characters, 1200 bytes
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [("a/\x00b.jpg", "control"), ("a/\nb.jpg", "control"), ("a/../b.jpg", "'..'"), ("..", "'..'")],
+)
+def test_image_ref_refuses_unsafe_keys(key: str, says: str) -> None:
+    with pytest.raises(ValidationError, match=says):
+        ImageRef(bucket="images", key=key)
+
+
+def test_image_ref_allows_dots_inside_names() -> None:
+    assert ImageRef(bucket="images", key="cam..1/frame...jpg").key == "cam..1/frame...jpg"
 
 
 @pytest.mark.parametrize("bucket", ["ab", "Images", "-images", "images_1", "a" * 64])

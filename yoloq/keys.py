@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jp2", ".avif"}
+)
+"""What a prefix job picks up (by name; the worker checks the content)."""
+
 INFER_TASK = "yoloq.infer_chunk"
 """The Celery task name; the API sends by name and never imports the worker."""
 

@@ -58,6 +58,25 @@ class ObjectStore:
         except ObjectNotFound:
             return None
 
+    def list_keys(self, bucket: str, prefix: str, suffixes: frozenset[str], most: int) -> list[str]:
+        """Keys under ``prefix`` ending in one of ``suffixes`` (any case), in key order, at
+        most ``most`` of them."""
+        found: list[str] = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        try:
+            for page in pages:
+                for entry in page.get("Contents", []):
+                    key = entry["Key"]
+                    if key.lower().endswith(tuple(suffixes)):
+                        found.append(key)
+                        if len(found) >= most:
+                            return found
+        except ClientError as error:
+            if _is_missing(error):
+                raise ObjectNotFound(f"bucket {bucket!r} does not exist") from error
+            raise
+        return found
+
     def bucket_exists(self, bucket: str) -> bool:
         try:
             self.client.head_bucket(Bucket=bucket)

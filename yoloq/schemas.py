@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 BucketName = Annotated[
     str,
@@ -73,6 +73,23 @@ class InferenceParams(BaseModel):
     )
 
 
+class PrefixSource(BaseModel):
+    """Every image under a prefix, instead of naming each one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: BucketName
+    prefix: str = Field(default="", max_length=1024)
+    limit: int | None = Field(default=None, ge=1, description="At most this many, by key order.")
+
+    @field_validator("prefix")
+    @classmethod
+    def _safe_prefix(cls, prefix: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in prefix) or ".." in prefix.split("/"):
+            raise ValueError("the prefix holds a control character or a '..' segment")
+        return prefix
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -81,13 +98,21 @@ class JobCreate(BaseModel):
                 {
                     "images": [{"bucket": "images", "key": "line-3/cam-1/000123.jpg"}],
                     "params": {"conf": 0.25, "iou": 0.7, "imgsz": 640, "max_det": 300},
-                }
+                },
+                {"source": {"bucket": "images", "prefix": "line-3/2026-11-22/", "limit": 5000}},
             ]
         },
     )
 
-    images: list[ImageRef] = Field(min_length=1)
+    images: list[ImageRef] | None = Field(default=None, min_length=1)
+    source: PrefixSource | None = None
     params: InferenceParams = Field(default_factory=InferenceParams)
+
+    @model_validator(mode="after")
+    def _one_of_images_or_source(self) -> JobCreate:
+        if (self.images is None) == (self.source is None):
+            raise ValueError("give either 'images' (a list of bucket/key) or 'source' (a prefix)")
+        return self
 
 
 class JobAccepted(BaseModel):

@@ -14,7 +14,9 @@ from api.backpressure import retry_after_s
 from api.deps import Services, ServicesDep
 from yoloq import keys
 from yoloq.chunking import split_into_chunks
+from yoloq.object_store import ObjectNotFound
 from yoloq.schemas import (
+    ImageRef,
     JobAccepted,
     JobCreate,
     JobPublic,
@@ -41,17 +43,49 @@ def _check_job_id(job_id: str) -> None:
         raise _not_found(job_id)
 
 
-def _check_size(body: JobCreate, settings: Settings) -> None:
-    if len(body.images) > settings.max_images_per_job:
+def _images(body: JobCreate, services: Services, principal: Principal) -> list[ImageRef]:
+    """The job's images: as listed, or found under its source prefix."""
+    most = services.settings.max_images_per_job
+    if body.images is not None:
+        if len(body.images) > most:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"a job holds at most {most} images and this one has {len(body.images)}: "
+                "split it into several jobs",
+            )
+        _check_access(body.images, principal, services.settings)
+        return body.images
+    source = body.source
+    assert source is not None
+    where = f"s3://{source.bucket}/{source.prefix}"
+    if not principal.may_read(
+        ImageRef(bucket=source.bucket, key=source.prefix or "/"), services.settings.uploads_bucket
+    ):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key may not read {where}")
+    try:
+        found = services.store.list_keys(
+            source.bucket,
+            source.prefix,
+            keys.IMAGE_SUFFIXES,
+            min(source.limit or most + 1, most + 1),
+        )
+    except ObjectNotFound as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from error
+    if not found:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"a job holds at most {settings.max_images_per_job} images and this one has "
-            f"{len(body.images)}: split it into several jobs",
+            f"no images under {where} (looked for {', '.join(sorted(keys.IMAGE_SUFFIXES))})",
         )
+    if len(found) > most:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"more than {most} images under {where}: set source.limit or split the prefix",
+        )
+    return [ImageRef(bucket=source.bucket, key=key) for key in found]
 
 
-def _check_access(body: JobCreate, principal: Principal, settings: Settings) -> None:
-    refused = [ref for ref in body.images if not principal.may_read(ref, settings.uploads_bucket)]
+def _check_access(images: list[ImageRef], principal: Principal, settings: Settings) -> None:
+    refused = [ref for ref in images if not principal.may_read(ref, settings.uploads_bucket)]
     if refused:
         first = refused[0]
         raise HTTPException(
@@ -84,7 +118,7 @@ def _check_backpressure(services: Services, model: str, images: int) -> None:
 
 
 def _replay(
-    services: Services, principal: Principal, key: str, job_id: str, body: JobCreate
+    services: Services, principal: Principal, key: str, job_id: str, body: JobCreate, total: int
 ) -> JobAccepted | None:
     """The job an earlier request with this Idempotency-Key made, if any; 409 if that
     request's body was different."""
@@ -103,7 +137,9 @@ def _replay(
         )
     record = services.jobs.get(first_job)
     job_status = record.public.status if record else JobStatus.QUEUED
-    return JobAccepted(id=first_job, status=job_status, total=len(body.images))
+    return JobAccepted(
+        id=first_job, status=job_status, total=record.public.total if record else total
+    )
 
 
 @router.post(
@@ -133,26 +169,25 @@ def submit_job(
     ] = None,
 ) -> JobAccepted:
     settings = services.settings
-    _check_size(body, settings)
-    _check_access(body, principal, settings)
+    images = _images(body, services, principal)
     job_id = uuid.uuid4().hex
     if idempotency_key:
-        replayed = _replay(services, principal, idempotency_key, job_id, body)
+        replayed = _replay(services, principal, idempotency_key, job_id, body, len(images))
         if replayed:
             return replayed
     model = settings.queue_model_name
     try:
-        _check_backpressure(services, model, len(body.images))
+        _check_backpressure(services, model, len(images))
     except HTTPException:
         if idempotency_key:  # refused: the key stays free for the retry
             services.jobs.release_idempotency_key(principal.tenant, idempotency_key)
         raise
 
-    chunks = split_into_chunks(job_id, model, body.images, body.params, settings.chunk_size)
+    chunks = split_into_chunks(job_id, model, images, body.params, settings.chunk_size)
     services.jobs.create(
         job_id,
         tenant=principal.tenant,
-        total=len(body.images),
+        total=len(images),
         chunks=len(chunks),
         model=model,
         params=body.params,
@@ -165,16 +200,16 @@ def submit_job(
     except Exception as error:
         # A job with chunks missing from the queue would never finish: take it back.
         log.exception("could not queue job %s", job_id)
-        services.jobs.withdraw(job_id, model, len(body.images))
+        services.jobs.withdraw(job_id, model, len(images))
         if idempotency_key:
             services.jobs.release_idempotency_key(principal.tenant, idempotency_key)
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, f"the queue is unavailable: {error}"
         ) from error
     services.metrics.jobs_submitted.labels(model).inc()
-    services.metrics.images_submitted.labels(model).inc(len(body.images))
-    log.info("job %s queued: %d images in %d chunks", job_id, len(body.images), len(chunks))
-    return JobAccepted(id=job_id, status=JobStatus.QUEUED, total=len(body.images))
+    services.metrics.images_submitted.labels(model).inc(len(images))
+    log.info("job %s queued: %d images in %d chunks", job_id, len(images), len(chunks))
+    return JobAccepted(id=job_id, status=JobStatus.QUEUED, total=len(images))
 
 
 def _job(job_id: str, services: ServicesDep, principal: Principal) -> tuple[JobPublic, bool]:

@@ -251,3 +251,34 @@ def test_full_queue_is_429_with_retry_after(redis_url: str, s3_endpoint: str) ->
         assert limited.post("/v1/jobs", json=_job(2), headers=key).status_code == 429
         metrics = limited.get("/metrics").text
         assert 'route="/v1/jobs",status="429"' in metrics
+
+
+# Jobs from a prefix
+
+
+def test_job_from_a_prefix(client: TestClient, object_store: ObjectStore) -> None:
+    prefix = f"prefix-jobs/{uuid.uuid4().hex}/"
+    for name in ("b.jpg", "a.PNG", "c.jpeg", "notes.txt"):
+        object_store.put(INPUT_BUCKET, prefix + name, make.jpeg())
+    source = {"bucket": INPUT_BUCKET, "prefix": prefix}
+    accepted = client.post("/v1/jobs", json={"source": source})
+    assert accepted.status_code == 202 and accepted.json()["total"] == 3
+    limited = client.post("/v1/jobs", json={"source": {**source, "limit": 2}})
+    assert limited.json()["total"] == 2
+
+    object_store.put(INPUT_BUCKET, prefix + "d.jpg", make.jpeg())  # 4 > max_images_per_job
+    too_many = client.post("/v1/jobs", json={"source": source})
+    assert too_many.status_code == 422 and "source.limit" in too_many.json()["detail"]
+
+    empty = client.post("/v1/jobs", json={"source": {"bucket": INPUT_BUCKET, "prefix": "none/"}})
+    assert empty.status_code == 422 and "no images under" in empty.json()["detail"]
+    forbidden = client.post("/v1/jobs", json={"source": {"bucket": OTHER_BUCKET, "prefix": ""}})
+    assert forbidden.status_code == 403
+
+
+def test_images_or_source_not_both(client: TestClient) -> None:
+    both = {"images": _job()["images"], "source": {"bucket": INPUT_BUCKET}}
+    for body in (both, {"params": {}}):
+        response = client.post("/v1/jobs", json=body)
+        assert response.status_code == 422
+        assert "either 'images'" in str(response.json()["detail"])

@@ -278,7 +278,8 @@ def test_job_from_a_prefix(client: TestClient, object_store: ObjectStore) -> Non
 
 def test_images_or_source_not_both(client: TestClient) -> None:
     both = {"images": _job()["images"], "source": {"bucket": INPUT_BUCKET}}
-    for body in (both, {"params": {}}):
+    neither: dict[str, Any] = {"params": {}}
+    for body in (both, neither):
         response = client.post("/v1/jobs", json=body)
         assert response.status_code == 422
         assert "either 'images'" in str(response.json()["detail"])

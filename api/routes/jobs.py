@@ -5,15 +5,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, status
+from fastapi.responses import JSONResponse, Response
 
 from api.auth import CurrentPrincipal, Principal
 from api.backpressure import retry_after_s
 from api.deps import Services, ServicesDep
 from yoloq import keys
 from yoloq.chunking import split_into_chunks
+from yoloq.coco import to_coco
 from yoloq.object_store import ObjectNotFound
 from yoloq.schemas import (
     ImageRef,
@@ -22,6 +24,7 @@ from yoloq.schemas import (
     JobPublic,
     JobStatus,
     ObjectLocation,
+    ResultItem,
     ResultsPage,
 )
 from yoloq.settings import Settings
@@ -231,31 +234,79 @@ def get_job(job_id: str, services: ServicesDep, principal: CurrentPrincipal) -> 
     return _job(job_id, services, principal)[0]
 
 
-@router.get("/{job_id}/results", responses={404: {"description": "No such job."}})
+def _items(
+    services: Services, job_id: str, in_redis: bool, offset: int, limit: int, total: int
+) -> list[ResultItem]:
+    """Finished items from ``offset``, in order, stopping at the first unfinished one."""
+    if not in_redis:
+        return (services.archive.read_results(job_id) or [])[offset : offset + limit]
+    items = []
+    for item in services.jobs.items(job_id, offset, min(limit, max(0, total - offset))):
+        if item is None:
+            break
+        items.append(item)
+    return items
+
+
+def _not_finished(job: JobPublic) -> HTTPException:
+    return HTTPException(
+        status.HTTP_409_CONFLICT,
+        f"job {job.id} is {job.status.value} ({job.done}/{job.total} images): the whole "
+        "results are there once it ends; page through them meanwhile",
+    )
+
+
+@router.get(
+    "/{job_id}/results",
+    response_model=ResultsPage,
+    responses={
+        200: {"description": "A page of results, or with format=coco the whole job as COCO."},
+        404: {"description": "No such job."},
+        409: {"description": "format=coco on a job that has not ended."},
+    },
+)
 def get_results(
     job_id: str,
     services: ServicesDep,
     principal: CurrentPrincipal,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-) -> ResultsPage:
+    format: Annotated[Literal["json", "coco"], Query(description="json pages, or coco")] = "json",
+) -> Any:
     """Results in submission order.
 
     While a job runs, a page stops at the first item not finished yet, and ``next_offset``
     points at it: ask again later from there. ``next_offset`` is null once the last item
-    has been returned.
+    has been returned. ``format=coco`` returns the whole finished job as COCO detection
+    JSON (``offset`` and ``limit`` do not apply).
     """
     job, in_redis = _job(job_id, services, principal)
-    total = job.total
-    if in_redis:
-        window = services.jobs.items(job_id, offset, min(limit, max(0, total - offset)))
-        items = []
-        for item in window:
-            if item is None:
-                break
-            items.append(item)
-    else:
-        archived = services.archive.read_results(job_id) or []
-        items = archived[offset : offset + limit]
+    if format == "coco":
+        if not job.status.is_final:
+            raise _not_finished(job)
+        return JSONResponse(to_coco(_items(services, job_id, in_redis, 0, job.total, job.total)))
+    items = _items(services, job_id, in_redis, offset, limit, job.total)
     end = offset + len(items)
-    return ResultsPage(items=items, next_offset=end if end < total else None)
+    return ResultsPage(items=items, next_offset=end if end < job.total else None)
+
+
+@router.get(
+    "/{job_id}/results.jsonl",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/jsonl": {}}, "description": "Every item, one per line."},
+        404: {"description": "No such job."},
+        409: {"description": "The job has not ended."},
+    },
+)
+def download_results(job_id: str, services: ServicesDep, principal: CurrentPrincipal) -> Response:
+    """The job's results.jsonl from the results bucket, once the job has ended."""
+    job, _ = _job(job_id, services, principal)
+    if not job.status.is_final:
+        raise _not_finished(job)
+    data = services.store.get(job.results.bucket, job.results.key)
+    return Response(
+        data,
+        media_type="application/jsonl",
+        headers={"Content-Disposition": f'attachment; filename="{job_id}.jsonl"'},
+    )

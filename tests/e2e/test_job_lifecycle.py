@@ -13,6 +13,7 @@ import pytest
 from tests import image_factory as make
 from tests.conftest import API_KEY, INPUT_BUCKET, RESULTS_BUCKET
 from yoloq.client import ApiError, Client
+from yoloq.coco import to_coco
 from yoloq.job_store import JobStore
 from yoloq.object_store import ObjectStore
 from yoloq.schemas import ImageRef, JobStatus
@@ -38,7 +39,7 @@ def _put(store: ObjectStore, name: str, data: bytes) -> ImageRef:
 
 
 def test_twenty_images_with_every_bad_kind(
-    client: Client, object_store: ObjectStore, job_store: JobStore, tmp_path: Path
+    api_url: str, client: Client, object_store: ObjectStore, job_store: JobStore, tmp_path: Path
 ) -> None:
     good: list[ImageRef] = []
     for i in range(4):  # through the API's upload endpoint
@@ -99,6 +100,14 @@ def test_twenty_images_with_every_bad_kind(
     assert from_s3 == [item.model_dump(mode="json") for item in items]
     manifest = json.loads(object_store.get(RESULTS_BUCKET, f"jobs/{accepted.id}/manifest.json"))
     assert manifest["job"]["status"] == "partial" and manifest["job"]["failed"] == 4
+
+    # The other formats: COCO, and the results.jsonl download.
+    auth = client.http.headers
+    coco = httpx.get(f"{api_url}/v1/jobs/{accepted.id}/results?format=coco", headers=auth).json()
+    assert coco == to_coco(items)
+    download = httpx.get(f"{api_url}/v1/jobs/{accepted.id}/results.jsonl", headers=auth)
+    assert download.content == raw
+    assert download.headers["content-type"].startswith("application/jsonl")
 
     # Once Redis has forgotten the job (its TTL), the API answers from S3.
     job_store.delete(accepted.id)

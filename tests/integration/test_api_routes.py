@@ -122,6 +122,9 @@ def test_submitted_job_is_queued_with_its_chunks(client: TestClient) -> None:
     }
     page = client.get(f"/v1/jobs/{accepted['id']}/results").json()
     assert page == {"items": [], "next_offset": 0}
+    for unfinished in ("/results?format=coco", "/results.jsonl"):
+        response = client.get(f"/v1/jobs/{accepted['id']}{unfinished}")
+        assert response.status_code == 409 and "queued (0/3 images)" in response.json()["detail"]
 
 
 def test_upload_stores_into_the_uploads_bucket(

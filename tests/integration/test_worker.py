@@ -18,7 +18,7 @@ from yoloq import keys
 from yoloq.archive import ResultArchive
 from yoloq.chunking import split_into_chunks
 from yoloq.job_store import JobRecord, JobStore
-from yoloq.local_services import wait_until
+from yoloq.local_services import ProcessGroup, wait_until
 from yoloq.object_store import ObjectStore
 from yoloq.queue import ChunkQueue, make_celery, queue_for
 from yoloq.schemas import ImageRef, InferenceParams, JobStatus, ObjectLocation
@@ -166,3 +166,33 @@ def test_prometheus_metrics_and_item_timings(
     beat = next(w for w in job_store.live_workers(30))
     assert sum(beat.batch_sizes.values()) >= 1
     assert 1 <= beat.max_batch == samples["yoloq_worker_max_batch_images"]
+
+
+class _RunsACommandWhenUnpickled:
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (self.command,)
+
+
+def test_a_pickled_message_is_refused_not_run(
+    queue: ChunkQueue, job_store: JobStore, process_group: ProcessGroup, tmp_path: Path
+) -> None:
+    marker = tmp_path / "executed"
+    queue.app.send_task(
+        keys.INFER_TASK,
+        args=[_RunsACommandWhenUnpickled(f"touch {marker}")],
+        queue=queue.queue,
+        serializer="pickle",
+    )
+    log = process_group.log_dir / "worker.log"
+
+    def refused() -> bool:
+        return "untrusted content of type pickle" in log.read_text(errors="replace")
+
+    wait_until(refused, timeout_s=60, what="the worker to refuse the pickle")
+    wait_until(lambda: job_store.redis.llen(queue.queue) == 0, 30, "the queue to empty")
+    assert not marker.exists()
+    # The worker is still there and still works.
+    assert any(w.warmed for w in job_store.live_workers(30))

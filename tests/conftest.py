@@ -43,6 +43,7 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+WEBHOOK_SECRET = "webhook-test-secret"
 INPUT_BUCKET = "images"
 OTHER_BUCKET = "other-team"
 RESULTS_BUCKET = "yoloq-results"
@@ -142,6 +143,8 @@ def stack_env(
         "YOLOQ_HEARTBEAT_INTERVAL_S": "1",
         "YOLOQ_METRICS_PORT": str(free_port()),
         "YOLOQ_API_KEYS": json.dumps(API_KEYS),
+        "YOLOQ_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "YOLOQ_WEBHOOK_SECRET": WEBHOOK_SECRET,
     }
 
 

@@ -40,6 +40,7 @@ def run_worker(
     from workers.inference import make_batcher
     from workers.model import Detector, configure_offline, resolve_weights
     from workers.tasks import register_tasks
+    from yoloq import keys
     from yoloq.archive import ResultArchive
     from yoloq.job_store import JobStore
     from yoloq.object_store import ObjectStore
@@ -87,6 +88,9 @@ def run_worker(
 
     app = make_celery(settings)
     register_tasks(app)
+    runtime.on_job_finished = lambda job_id: app.send_task(
+        keys.WEBHOOK_TASK, args=[job_id], queue=queue_for(settings)
+    )
     hostname = worker_name(name, device)
     heartbeat = Heartbeat(runtime, hostname, settings.heartbeat_interval_s)
     heartbeat.start()

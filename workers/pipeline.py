@@ -158,6 +158,8 @@ def finalize_job(
         )
     )
     log.info("job %s finished: %s", job_id, record.public.status)
+    if record.callback_url and runtime.jobs.claim_webhook(job_id):
+        runtime.on_job_finished(job_id)
 
 
 def _counted_items(runtime: WorkerRuntime, task: ChunkTask) -> list[ResultItem]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -53,6 +54,8 @@ class WorkerRuntime:
     io_pool: ThreadPoolExecutor
     stats: WorkerStats
     max_batch: int
+    on_job_finished: Callable[[str], None] = lambda job_id: None
+    """Called once a job's final status and files are written (sends its webhook)."""
     started_at: float = field(default_factory=time.time)
 
 

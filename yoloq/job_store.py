@@ -40,6 +40,7 @@ class JobRecord:
 
     public: JobPublic
     tenant: str
+    callback_url: str | None
     model: str
     params: InferenceParams
     chunks: int
@@ -86,6 +87,7 @@ class JobStore:
         *,
         tenant: str,
         total: int,
+        callback_url: str | None = None,
         chunks: int,
         model: str,
         params: InferenceParams,
@@ -103,6 +105,7 @@ class JobStore:
             "chunks": chunks,
             "created_at": repr(now),
             "tenant": tenant,
+            "callback_url": callback_url or "",
             "model": model,
             "params": params.model_dump_json(),
             "results_bucket": results.bucket,
@@ -135,6 +138,7 @@ class JobStore:
         return JobRecord(
             public=public,
             tenant=fields["tenant"],
+            callback_url=fields.get("callback_url") or None,
             model=fields["model"],
             params=InferenceParams.model_validate_json(fields["params"]),
             chunks=int(fields["chunks"]),
@@ -199,6 +203,10 @@ class JobStore:
         if newly == -1:
             raise JobGone(f"job {job_id} is not in Redis (expired or never created)")
         return ChunkCompletion(bool(newly), int(chunks_done), int(chunks_total))
+
+    def claim_webhook(self, job_id: str) -> bool:
+        """True for the one caller that should send the job's webhook."""
+        return bool(self.redis.hsetnx(self.keys.job(job_id), "webhook_claimed", "1"))
 
     def chunk_counted(self, job_id: str, chunk: int) -> bool:
         return bool(self.redis.sismember(self.keys.job_chunks_done(job_id), str(chunk)))

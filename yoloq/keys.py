@@ -11,6 +11,7 @@ IMAGE_SUFFIXES = frozenset(
 """What a prefix job picks up (by name; the worker checks the content)."""
 
 INFER_TASK = "yoloq.infer_chunk"
+WEBHOOK_TASK = "yoloq.deliver_webhook"
 """The Celery task name; the API sends by name and never imports the worker."""
 
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")

@@ -107,6 +107,11 @@ class JobCreate(BaseModel):
     images: list[ImageRef] | None = Field(default=None, min_length=1)
     source: PrefixSource | None = None
     params: InferenceParams = Field(default_factory=InferenceParams)
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="POSTed the job summary, signed, when the job ends (allow-listed hosts).",
+    )
 
     @model_validator(mode="after")
     def _one_of_images_or_source(self) -> JobCreate:

@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     auth_disabled: bool = False
     """Serve without API keys: every caller is one admin tenant. For the demo only."""
 
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Hosts a job's callback_url may name (comma-separated; ``*.domain`` for subdomains).
+    Empty: jobs with a callback_url are refused."""
+    webhook_secret: str | None = None
+    """Shared secret of the webhook signatures; required when webhooks are allowed."""
+    webhook_max_attempts: int = Field(default=8, ge=1, le=30)
+    """Deliveries tried, with exponential backoff and jitter, before a webhook is dropped."""
+
     model: str | None = None
     """Weights: a local path or ``s3://bucket/key``. Required by workers."""
     model_name: str | None = None
@@ -80,7 +88,7 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(default=3600, ge=60)
     """Broker redelivers an unacknowledged chunk after this; must exceed the longest chunk."""
 
-    @field_validator("input_buckets", mode="before")
+    @field_validator("input_buckets", "webhook_allowed_hosts", mode="before")
     @classmethod
     def _split_buckets(cls, value: object) -> object:
         if isinstance(value, str):

@@ -28,6 +28,7 @@ from yoloq.schemas import (
     ResultsPage,
 )
 from yoloq.settings import Settings
+from yoloq.webhooks import host_allowed
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,21 @@ def _images(body: JobCreate, services: Services, principal: Principal) -> list[I
             f"more than {most} images under {where}: set source.limit or split the prefix",
         )
     return [ImageRef(bucket=source.bucket, key=key) for key in found]
+
+
+def _check_callback(body: JobCreate, settings: Settings) -> None:
+    if body.callback_url is None:
+        return
+    if not settings.webhook_allowed_hosts or not settings.webhook_secret:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "webhooks are not enabled here (YOLOQ_WEBHOOK_ALLOWED_HOSTS, YOLOQ_WEBHOOK_SECRET)",
+        )
+    if not host_allowed(body.callback_url, settings.webhook_allowed_hosts):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"callback_url must be http(s) to one of: {', '.join(settings.webhook_allowed_hosts)}",
+        )
 
 
 def _check_access(images: list[ImageRef], principal: Principal, settings: Settings) -> None:
@@ -172,6 +188,7 @@ def submit_job(
     ] = None,
 ) -> JobAccepted:
     settings = services.settings
+    _check_callback(body, settings)
     images = _images(body, services, principal)
     job_id = uuid.uuid4().hex
     if idempotency_key:
@@ -191,6 +208,7 @@ def submit_job(
         job_id,
         tenant=principal.tenant,
         total=len(images),
+        callback_url=body.callback_url,
         chunks=len(chunks),
         model=model,
         params=body.params,

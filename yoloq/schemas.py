@@ -189,6 +189,36 @@ class ResultsPage(BaseModel):
     )
 
 
+class CocoImage(BaseModel):
+    id: int
+    file_name: str
+    width: int | None
+    height: int | None
+
+
+class CocoAnnotation(BaseModel):
+    id: int
+    image_id: int
+    category_id: int
+    bbox: list[float] = Field(description="x, y, width, height in pixels.")
+    area: float
+    score: float
+    iscrowd: int
+
+
+class CocoCategory(BaseModel):
+    id: int
+    name: str
+
+
+class CocoResults(BaseModel):
+    """A finished job in COCO detection format (``?format=coco``)."""
+
+    images: list[CocoImage]
+    annotations: list[CocoAnnotation]
+    categories: list[CocoCategory]
+
+
 class UploadedImage(BaseModel):
     bucket: str
     key: str

@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, status
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from api.auth import CurrentPrincipal, Principal
 from api.backpressure import retry_after_s
@@ -18,6 +18,7 @@ from yoloq.chunking import split_into_chunks
 from yoloq.coco import to_coco
 from yoloq.object_store import ObjectNotFound
 from yoloq.schemas import (
+    CocoResults,
     ImageRef,
     JobAccepted,
     JobCreate,
@@ -276,7 +277,7 @@ def _not_finished(job: JobPublic) -> HTTPException:
 
 @router.get(
     "/{job_id}/results",
-    response_model=ResultsPage,
+    response_model=ResultsPage | CocoResults,
     responses={
         200: {"description": "A page of results, or with format=coco the whole job as COCO."},
         404: {"description": "No such job."},
@@ -302,7 +303,9 @@ def get_results(
     if format == "coco":
         if not job.status.is_final:
             raise _not_finished(job)
-        return JSONResponse(to_coco(_items(services, job_id, in_redis, 0, job.total, job.total)))
+        return CocoResults.model_validate(
+            to_coco(_items(services, job_id, in_redis, 0, job.total, job.total))
+        )
     items = _items(services, job_id, in_redis, offset, limit, job.total)
     end = offset + len(items)
     return ResultsPage(items=items, next_offset=end if end < job.total else None)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from workers.model import configure_offline
+from workers.model import configure_offline, trained_imgsz
 
 FORMATS = ("onnx", "torchscript", "engine")
 
 
 def export_weights(
-    weights: Path, fmt: str, out: Path | None, imgsz: int, cache_dir: Path, device: str = "cpu"
+    weights: Path,
+    fmt: str,
+    out: Path | None,
+    imgsz: int | None,
+    cache_dir: Path,
+    device: str = "cpu",
 ) -> Path:
     """Export and return the new file's path.
 
@@ -28,6 +33,9 @@ def export_weights(
     from ultralytics.models import YOLO
 
     model = YOLO(str(weights), task="detect")
+    # The size it was trained at, unless told: recorded in the export's metadata, it is
+    # what a worker then serves at by default.
+    imgsz = imgsz or trained_imgsz(weights, model.overrides)
     exported = Path(
         model.export(
             format=fmt,

@@ -7,6 +7,7 @@ network (settings sync, hub, font or weight downloads, pip auto-installs).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
@@ -69,6 +70,24 @@ def resolve_weights(spec: str, store: ObjectStore, cache_dir: Path) -> Path:
     return cached
 
 
+def trained_imgsz(weights: Path, overrides: dict[str, Any]) -> int:
+    """The size the model was trained (or exported) at: what it sees best, and what
+    Ultralytics itself predicts at for .pt weights when no size is given."""
+    size: Any = overrides.get("imgsz")
+    if size is None and weights.suffix == ".onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(weights), providers=["CPUExecutionProvider"])
+        raw = session.get_modelmeta().custom_metadata_map.get("imgsz")
+        size = json.loads(raw) if raw else None
+    if isinstance(size, list | tuple):
+        size = max(size)
+    if not size:
+        log.info("%s does not say its training size; using 640", weights.name)
+        return 640
+    return int(size)
+
+
 CPU_BATCH_CANDIDATES = (1, 2, 4, 8)
 GPU_BATCH_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 
@@ -99,15 +118,17 @@ class Detector:
             )
         self.model = YOLO(str(weights), task="detect")
         self.names: dict[int, str] = dict(self.model.names)
+        self.default_imgsz = trained_imgsz(weights, self.model.overrides)
         # FP16 on the GPU (about twice the throughput, same detections to ~1e-3); the CPU
         # has no fast FP16 path.
         self.precision = "fp16" if device.is_cuda else "fp32"
         self.warmed = False
 
-    def warm_up(self, imgsz: int, max_batch: int | None) -> WarmUp:
+    def warm_up(self, max_batch: int | None, imgsz: int | None = None) -> WarmUp:
         """Choose the batch size (unless given) and run every size the batcher may use,
         so no request meets a cold shape or a lazy set-up."""
         started = time.perf_counter()
+        imgsz = imgsz or self.default_imgsz
         self._run_blank(1, imgsz)  # the first call builds Ultralytics' predictor
         self._use_all_cores()
         per_image_s: dict[int, float] = {}
@@ -163,7 +184,7 @@ class Detector:
             images,
             conf=params.conf,
             iou=params.iou,
-            imgsz=params.imgsz,
+            imgsz=params.imgsz or self.default_imgsz,
             max_det=params.max_det,
             classes=params.classes,
             device=self.torch_device,

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("weights", type=Path, help="the .pt file")
     export.add_argument("--format", choices=["onnx", "torchscript", "engine"], default="onnx")
     export.add_argument("--out", type=Path, help="where to write it (default: beside the .pt)")
-    export.add_argument("--imgsz", type=int, default=640, help="the largest input size")
+    export.add_argument("--imgsz", type=int, help="input size (default: the training size)")
     export.add_argument("--device", default="cpu", help="cpu, or cuda:N for an engine")
     export.set_defaults(run=_export)
 

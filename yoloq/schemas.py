@@ -64,8 +64,13 @@ class InferenceParams(BaseModel):
 
     conf: float = Field(default=0.25, ge=0.0, le=1.0, description="Minimum confidence.")
     iou: float = Field(default=0.7, ge=0.0, le=1.0, description="NMS IoU threshold.")
-    imgsz: int = Field(
-        default=640, ge=32, le=4096, multiple_of=32, description="Inference size (pixels)."
+    imgsz: int | None = Field(
+        default=None,
+        ge=32,
+        le=4096,
+        multiple_of=32,
+        description="Inference size in pixels; null: the size the model was trained at, "
+        "as Ultralytics does for .pt weights.",
     )
     max_det: int = Field(default=300, ge=1, le=3000, description="Most detections per image.")
     classes: list[Annotated[int, Field(ge=0)]] | None = Field(
@@ -97,7 +102,7 @@ class JobCreate(BaseModel):
             "examples": [
                 {
                     "images": [{"bucket": "images", "key": "line-3/cam-1/000123.jpg"}],
-                    "params": {"conf": 0.25, "iou": 0.7, "imgsz": 640, "max_det": 300},
+                    "params": {"conf": 0.25, "iou": 0.7, "imgsz": None, "max_det": 300},
                 },
                 {"source": {"bucket": "images", "prefix": "line-3/2026-11-22/", "limit": 5000}},
             ]

@@ -56,7 +56,7 @@ def test_detections_match_ground_truth(client: Client, object_store: ObjectStore
     for item, (image, boxes) in zip(items, drawn, strict=True):
         height, width = image.shape[:2]
         assert (item.width, item.height) == (width, height)
-        for detection in item.detections:  # original-image pixels, not the 640 letterbox
+        for detection in item.detections:  # original-image pixels, not the letterbox
             x1, y1, x2, y2 = detection.box
             assert -1 <= x1 < x2 <= width + 1 and -1 <= y1 < y2 <= height + 1
         truths = [Truth(c, (x1, y1, x2, y2)) for c, x1, y1, x2, y2 in boxes]
@@ -94,15 +94,10 @@ def _reference(
     path = tmp / f"reference{suffix}"
     path.write_bytes(data)
     model = YOLO(str(model_path))
-    results: Any = model.predict(
-        str(path),
-        conf=params.conf,
-        iou=params.iou,
-        imgsz=params.imgsz,
-        max_det=params.max_det,
-        device="cpu",
-        verbose=False,
-    )
+    options: dict[str, Any] = {"conf": params.conf, "iou": params.iou, "max_det": params.max_det}
+    if params.imgsz:  # left out when unset: Ultralytics' own default, the training size
+        options["imgsz"] = params.imgsz
+    results: Any = model.predict(str(path), device="cpu", verbose=False, **options)
     result = results[0]
     names = result.names
     return [

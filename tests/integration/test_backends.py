@@ -24,7 +24,7 @@ CONFIDENCE_TOLERANCE = 0.005
 @pytest.fixture(scope="module")
 def onnx_path(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("onnx") / f"{model_path.stem}.onnx"
-    return export_weights(model_path, "onnx", out, 640, tmp_path_factory.mktemp("cache"))
+    return export_weights(model_path, "onnx", out, None, tmp_path_factory.mktemp("cache"))
 
 
 def _sorted(found: list[Detection]) -> list[Detection]:
@@ -36,6 +36,7 @@ def test_onnx_matches_pt_on_the_sample_images(model_path: Path, onnx_path: Path)
     cpu = parse_device("cpu")
     pt, onnx = Detector(model_path, cpu), Detector(onnx_path, cpu)
     assert onnx.names == pt.names
+    assert onnx.default_imgsz == pt.default_imgsz  # the export carries the training size
     params = InferenceParams()
     compared = 0
     for path in sorted((FIXTURES / "samples").glob("*.jpg")):
@@ -52,7 +53,7 @@ def test_onnx_matches_pt_on_the_sample_images(model_path: Path, onnx_path: Path)
 
 def test_onnx_runs_batches_of_any_size_and_shape(onnx_path: Path) -> None:
     onnx = Detector(onnx_path, parse_device("cpu"))
-    warm = onnx.warm_up(imgsz=640, max_batch=3)
+    warm = onnx.warm_up(max_batch=3)
     assert warm.max_batch == 3 and onnx.warmed
     image = decode_image(sorted((FIXTURES / "samples").glob("*.jpg"))[0].read_bytes())
     assert len(onnx.predict_batch([image] * 3, InferenceParams())) == 3

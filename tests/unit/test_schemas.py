@@ -6,10 +6,11 @@ from yoloq.schemas import ImageRef, InferenceParams, JobCreate, JobStatus
 
 def test_params_defaults_match_ultralytics() -> None:
     params = InferenceParams()
+    # imgsz None: the model's training size, as Ultralytics predicts with .pt weights.
     assert (params.conf, params.iou, params.imgsz, params.max_det, params.classes) == (
         0.25,
         0.7,
-        640,
+        None,
         300,
         None,
     )

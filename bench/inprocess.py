@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--images", type=Path, required=True)
     parser.add_argument("--threads", type=int, help="torch threads (default: Ultralytics')")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--imgsz", type=int, help="default: the model's training size")
     parser.add_argument("--latency", type=int, default=0, help="also time N single images")
     args = parser.parse_args()
 
@@ -38,28 +38,29 @@ def main() -> None:
     import torch
     from ultralytics.models import YOLO
 
+    size = {"imgsz": args.imgsz} if args.imgsz else {}
     files = sorted(args.images.glob("*.jpg"))
     model = YOLO(str(args.weights), task="detect")
-    model(str(files[0]), imgsz=args.imgsz, verbose=False)  # load and warm
+    model(str(files[0]), verbose=False, **size)  # load and warm
     if args.threads:
         torch.set_num_threads(args.threads)  # Ultralytics resets it on its first call
     for size in range(1, args.batch + 1):
-        model([cv2.imread(str(f)) for f in files[:size]], imgsz=args.imgsz, verbose=False)
+        model([cv2.imread(str(f)) for f in files[:size]], verbose=False, **size)
 
     started = time.perf_counter()
     if args.threads is None:
         for f in files:
-            model(str(f), imgsz=args.imgsz, verbose=False)
+            model(str(f), verbose=False, **size)
     else:
         for i in range(0, len(files), args.batch):
             batch = [cv2.imread(str(f)) for f in files[i : i + args.batch]]
-            model(batch, imgsz=args.imgsz, verbose=False)
+            model(batch, verbose=False, **size)
     seconds = time.perf_counter() - started
 
     latencies = []
     for f in files[: args.latency]:
         one = time.perf_counter()
-        model([cv2.imread(str(f))], imgsz=args.imgsz, verbose=False)
+        model([cv2.imread(str(f))], verbose=False, **size)
         latencies.append(time.perf_counter() - one)
     json.dump(
         {

@@ -19,8 +19,10 @@ ratios taken in one run are what to compare, not absolute numbers across runs.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -37,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.make_shapes_dataset import generate_image  # noqa: E402
+from workers.model import trained_imgsz  # noqa: E402
 from yoloq.client import Client  # noqa: E402
 from yoloq.job_store import JobStore  # noqa: E402
 from yoloq.local_services import (  # noqa: E402
@@ -98,7 +101,10 @@ class Stack:
         self.group = group
         redis_url = start_redis(group, free_port(), work / "redis")
         s3 = start_s3(group, free_port())
+        api_key = secrets.token_urlsafe(24)
+        tenant = {"tenant": "bench", "buckets": [BUCKET]}
         self.env = {
+            "YOLOQ_API_KEYS": json.dumps({hashlib.sha256(api_key.encode()).hexdigest(): tenant}),
             "YOLOQ_REDIS_URL": redis_url,
             "YOLOQ_S3_ENDPOINT_URL": s3,
             "YOLOQ_INPUT_BUCKETS": BUCKET,
@@ -119,7 +125,7 @@ class Stack:
         port = free_port()
         api = group.start("api", yoloq_argv("api", "--port", str(port)), self.env)
         group.wait_ready(api, lambda: port_open("127.0.0.1", port), timeout_s=60)
-        self.client = Client(f"http://127.0.0.1:{port}", timeout_s=120)
+        self.client = Client(f"http://127.0.0.1:{port}", api_key=api_key, timeout_s=120)
         self.worker: Process | None = None
 
     def upload(self, paths: list[Path]) -> list[ImageRef]:
@@ -141,6 +147,7 @@ class Stack:
         self.group.wait_ready(self.worker, self.client.ready, timeout_s=600)
 
     def batch_histogram(self) -> dict[int, int]:
+        # Read from Redis, not /v1/workers: that needs an admin key.
         beats = self.jobs.live_workers(60)
         return dict(beats[0].batch_sizes) if beats else {}
 
@@ -220,7 +227,9 @@ def main() -> None:
         for weights in (args.weights, onnx):
             for batch in (1, 4):
                 name = f"{weights.suffix[1:]} threads={cores} batch={batch}"
-                candidates[name] = in_process(weights, work / "images", threads=cores, batch=batch)
+                candidates[name] = in_process(
+                    weights, work / "images", threads=cores, batch=batch, imgsz=imgsz
+                )
                 print(
                     f"  in-process {name}: {candidates[name]['images_per_s']:.1f} images/s",
                     flush=True,
@@ -234,6 +243,7 @@ def main() -> None:
             work / "images",
             threads=best_threads,
             batch=1,
+            imgsz=imgsz,
             latency=args.latency_samples,
         )
 

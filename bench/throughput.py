@@ -216,8 +216,12 @@ def main() -> None:
         work = Path(tmp)
         paths = make_images(work / "images", args.images)
         onnx = export_onnx(args.weights, work)
+        # The .pt's training size, which its export records: every row infers at it.
+        imgsz = trained_imgsz(onnx, {})
         print(
-            f"{len(paths)} images 640x480, {cores} cores; weights {args.weights.name}", flush=True
+            f"{len(paths)} images 640x480, {cores} cores; weights {args.weights.name}, "
+            f"imgsz {imgsz}",
+            flush=True,
         )
 
         rows: dict[str, Any] = {}

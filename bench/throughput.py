@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scripts.make_shapes_dataset import generate_image  # noqa: E402
+from workers.model import trained_imgsz  # noqa: E402
 from yoloq.client import Client  # noqa: E402
 from yoloq.job_store import JobStore  # noqa: E402
 from yoloq.local_services import (  # noqa: E402

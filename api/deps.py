@@ -13,7 +13,7 @@ from api.metrics import ApiMetrics
 from yoloq.archive import ResultArchive
 from yoloq.job_store import JobStore
 from yoloq.object_store import ObjectStore
-from yoloq.queue import ChunkQueue, make_celery, queue_for
+from yoloq.queue import ChunkQueue, make_celery
 from yoloq.settings import Settings
 
 
@@ -40,7 +40,7 @@ class Services:
             jobs=jobs,
             store=store,
             archive=ResultArchive(store, settings.results_bucket),
-            queue=ChunkQueue(make_celery(settings), queue_for(settings)),
+            queue=ChunkQueue(make_celery(settings), settings.queue_model_name),
             metrics=ApiMetrics(jobs.queued_images),
             keyring=KeyRing(settings),
         )

@@ -103,7 +103,7 @@ def run_worker(
                 # in memory shared by every task.
                 "--pool=threads",
                 f"--concurrency={concurrency or settings.worker_concurrency}",
-                f"--queues={queue_for(settings)}",
+                f"--queues={','.join(keys.priority_queues(settings.queue_model_name))}",
                 f"--hostname={hostname}",
                 f"--loglevel={loglevel}",
                 "--task-events",

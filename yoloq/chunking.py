@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import time
 
-from yoloq.schemas import ChunkTask, ImageRef, InferenceParams
+from yoloq.schemas import ChunkTask, ImageRef, InferenceParams, Priority
 
 
 def split_into_chunks(
-    job_id: str, model: str, images: list[ImageRef], params: InferenceParams, chunk_size: int
+    job_id: str,
+    model: str,
+    images: list[ImageRef],
+    params: InferenceParams,
+    chunk_size: int,
+    priority: Priority = "normal",
 ) -> list[ChunkTask]:
     """Consecutive slices of at most ``chunk_size`` images, in submission order."""
     if chunk_size < 1:
@@ -22,6 +27,7 @@ def split_into_chunks(
             start=start,
             images=images[start : start + chunk_size],
             params=params,
+            priority=priority,
             queued_at=queued_at,
         )
         for number, start in enumerate(range(0, len(images), chunk_size))

@@ -18,8 +18,36 @@ JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
 
 def queue_name(model_name: str) -> str:
-    """One queue per model, so workers holding different models never take each other's work."""
+    """One queue per model, so workers holding different models never take each other's work.
+    This is the first of its normal-priority lists (see ``priority_queues``)."""
     return f"yoloq.infer.{model_name}"
+
+
+PRIORITY_WEIGHTS = {"high": 4, "normal": 2, "low": 1}
+"""Lists per priority. A worker takes from its non-empty lists in turn (kombu's round
+robin), so while every priority has work, high gets 4/7 of the chunks, normal 2/7 and low
+1/7: higher first, lower never starved. Alone in the queue, any priority gets them all."""
+
+
+def priority_queue(model_name: str, priority: str, slot: int) -> str:
+    if priority == "normal" and slot == 0:
+        return queue_name(model_name)
+    return f"{queue_name(model_name)}.{priority}.{slot}"
+
+
+def priority_queues(model_name: str) -> list[str]:
+    """Every list a worker of this model consumes, highest priority first."""
+    return [
+        priority_queue(model_name, priority, slot)
+        for priority, weight in PRIORITY_WEIGHTS.items()
+        for slot in range(weight)
+    ]
+
+
+def queue_for_chunk(model_name: str, priority: str, chunk: int) -> str:
+    """Consecutive chunks of a job go to consecutive lists of its priority, so a job's
+    chunks use all of its priority's share."""
+    return priority_queue(model_name, priority, chunk % PRIORITY_WEIGHTS[priority])
 
 
 @dataclass(frozen=True)

@@ -42,17 +42,18 @@ def queue_for(settings: Settings) -> str:
 
 
 class ChunkQueue:
-    """Sends chunks of a job to the queue of the model that serves it."""
+    """Sends chunks of a job to the lists of its model and priority."""
 
-    def __init__(self, app: Celery, queue: str) -> None:
+    def __init__(self, app: Celery, model: str) -> None:
         self.app = app
-        self.queue = queue
+        self.model = model
+        self.queues = keys.priority_queues(model)
 
     def send(self, chunk: ChunkTask) -> None:
         self.app.send_task(
             keys.INFER_TASK,
             args=[chunk.model_dump(mode="json")],
-            queue=self.queue,
+            queue=keys.queue_for_chunk(self.model, chunk.priority, chunk.chunk),
             # Names the task in Flower without putting image data in its arguments.
             shadow=f"{keys.INFER_TASK}[{chunk.job_id}:{chunk.chunk}]",
         )

@@ -204,7 +204,9 @@ def submit_job(
             services.jobs.release_idempotency_key(principal.tenant, idempotency_key)
         raise
 
-    chunks = split_into_chunks(job_id, model, images, body.params, settings.chunk_size)
+    chunks = split_into_chunks(
+        job_id, model, images, body.params, settings.chunk_size, body.priority
+    )
     services.jobs.create(
         job_id,
         tenant=principal.tenant,

@@ -11,7 +11,8 @@ import pytest
 import redis
 from celery import Celery
 
-from yoloq.queue import ChunkQueue, make_celery, queue_for
+from yoloq.keys import priority_queues, queue_name
+from yoloq.queue import ChunkQueue, make_celery
 from yoloq.schemas import ChunkTask, ImageRef, InferenceParams
 from yoloq.settings import Settings
 
@@ -29,27 +30,38 @@ def app(settings: Settings) -> Iterator[Celery]:
     app.close()
 
 
-def test_waiting_chunks_are_the_length_of_the_model_queue_list(
-    settings: Settings, app: Celery
-) -> None:
-    queue = queue_for(settings)
+def test_waiting_chunks_are_the_lists_keda_watches(settings: Settings, app: Celery) -> None:
+    model = settings.queue_model_name
+    lists = priority_queues(model)
     client = redis.Redis.from_url(settings.redis_url)
     try:
-        assert client.llen(queue) == 0
-        sender = ChunkQueue(app, queue)
-        for chunk in range(3):
-            sender.send(
-                ChunkTask(
-                    job_id=uuid.uuid4().hex,
-                    model=settings.queue_model_name,
-                    chunk=chunk,
-                    start=chunk,
-                    images=[ImageRef(bucket="images", key=f"{chunk}.jpg")],
-                    params=InferenceParams(),
-                    queued_at=time.time(),
+        assert all(client.llen(name) == 0 for name in lists)
+        sender = ChunkQueue(app, model)
+        for priority, chunks in (("high", 5), ("normal", 3), ("low", 2)):
+            for chunk in range(chunks):
+                sender.send(
+                    ChunkTask(
+                        job_id=uuid.uuid4().hex,
+                        model=model,
+                        chunk=chunk,
+                        start=chunk,
+                        images=[ImageRef(bucket="images", key=f"{chunk}.jpg")],
+                        params=InferenceParams(),
+                        priority=priority,  # type: ignore[arg-type]
+                        queued_at=time.time(),
+                    )
                 )
-            )
-        assert client.llen(queue) == 3
+        lengths = {name: client.llen(name) for name in lists}
+        # A job's chunks spread over its priority's lists, and nowhere else.
+        assert lengths == {
+            f"{queue_name(model)}.high.0": 2,
+            f"{queue_name(model)}.high.1": 1,
+            f"{queue_name(model)}.high.2": 1,
+            f"{queue_name(model)}.high.3": 1,
+            queue_name(model): 2,
+            f"{queue_name(model)}.normal.1": 1,
+            f"{queue_name(model)}.low.0": 2,
+        }
     finally:
-        client.delete(queue)
+        client.delete(*lists)
         client.close()

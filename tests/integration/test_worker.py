@@ -20,7 +20,7 @@ from yoloq.chunking import split_into_chunks
 from yoloq.job_store import JobRecord, JobStore
 from yoloq.local_services import ProcessGroup, wait_until
 from yoloq.object_store import ObjectStore
-from yoloq.queue import ChunkQueue, make_celery, queue_for
+from yoloq.queue import ChunkQueue, make_celery
 from yoloq.schemas import ImageRef, InferenceParams, JobStatus, ObjectLocation
 from yoloq.settings import Settings
 
@@ -30,7 +30,7 @@ def queue(stack_env: dict[str, str], worker: str) -> Iterator[ChunkQueue]:
     with mock.patch.dict(os.environ, stack_env):
         settings = Settings()  # as the worker reads it
     app = make_celery(settings)
-    yield ChunkQueue(app, queue_for(settings))
+    yield ChunkQueue(app, settings.queue_model_name)
     app.close()
 
 
@@ -183,7 +183,7 @@ def test_a_pickled_message_is_refused_not_run(
     queue.app.send_task(
         keys.INFER_TASK,
         args=[_RunsACommandWhenUnpickled(f"touch {marker}")],
-        queue=queue.queue,
+        queue=queue.queues[0],
         serializer="pickle",
     )
     log = process_group.log_dir / "worker.log"
@@ -192,7 +192,7 @@ def test_a_pickled_message_is_refused_not_run(
         return "untrusted content of type pickle" in log.read_text(errors="replace")
 
     wait_until(refused, timeout_s=60, what="the worker to refuse the pickle")
-    wait_until(lambda: job_store.redis.llen(queue.queue) == 0, 30, "the queue to empty")
+    wait_until(lambda: job_store.redis.llen(queue.queues[0]) == 0, 30, "the queue to empty")
     assert not marker.exists()
     # The worker is still there and still works.
     assert any(w.warmed for w in job_store.live_workers(30))

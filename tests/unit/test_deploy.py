@@ -23,7 +23,7 @@ import yaml
 from workers.device import parse_device
 from workers.main import worker_name
 from yoloq.cli import main as yoloq_main
-from yoloq.keys import queue_name
+from yoloq.keys import priority_queues, queue_name
 from yoloq.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -448,14 +448,18 @@ def test_keda_scales_the_worker_on_its_model_queue(monkeypatch: pytest.MonkeyPat
     # Zero workers would leave the API unready, so no job could wake one.
     assert spec["minReplicaCount"] >= 1
     assert spec["maxReplicaCount"] >= spec["minReplicaCount"]
-    (trigger,) = spec["triggers"]
-    assert trigger["type"] == "redis"
-    metadata = trigger["metadata"]
-    assert metadata["listName"] == queue_name(settings.queue_model_name) == "yoloq.infer.yolov8n"
+    triggers = spec["triggers"]
+    # One trigger per list a worker consumes: every priority's backlog counts.
+    lists = [trigger["metadata"]["listName"] for trigger in triggers]
+    assert lists == priority_queues(settings.queue_model_name)
+    assert queue_name(settings.queue_model_name) == "yoloq.infer.yolov8n" in lists
     redis_url = urlparse(settings.redis_url)
-    assert metadata["address"] == f"{redis_url.hostname}:{redis_url.port}"
-    assert metadata["databaseIndex"] == redis_url.path.strip("/")
-    assert int(metadata["listLength"]) >= 1
+    for trigger in triggers:
+        assert trigger["type"] == "redis"
+        metadata = trigger["metadata"]
+        assert metadata["address"] == f"{redis_url.hostname}:{redis_url.port}"
+        assert metadata["databaseIndex"] == redis_url.path.strip("/")
+        assert int(metadata["listLength"]) >= 1
 
 
 def test_worker_pods_take_one_gpu_and_are_ready_when_warm() -> None:

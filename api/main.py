@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import Services
 from api.docs import install_docs
+from api.limits import BodyLimitMiddleware
 from api.metrics import MetricsMiddleware
 from api.routes import health, images, jobs, workers
 from yoloq.settings import Settings
@@ -39,6 +40,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def metrics() -> Response:
         return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(
+        BodyLimitMiddleware,
+        json_limit=settings.max_body_bytes,
+        upload_limit=settings.max_upload_bytes + 64 * 1024,  # multipart framing
+    )
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
 
     @app.exception_handler(redis.RedisError)

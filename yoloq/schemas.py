@@ -145,6 +145,27 @@ class ObjectLocation(BaseModel):
 
 
 class JobPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "8d2e4c1f0b9a4e6f8a7b6c5d4e3f2a1b",
+                    "status": "partial",
+                    "total": 500,
+                    "done": 500,
+                    "failed": 3,
+                    "created_at": "2026-11-22T08:00:00Z",
+                    "started_at": "2026-11-22T08:00:01Z",
+                    "finished_at": "2026-11-22T08:00:09Z",
+                    "results": {
+                        "bucket": "yoloq-results",
+                        "key": "jobs/8d2e4c1f0b9a4e6f8a7b6c5d4e3f2a1b/results.jsonl",
+                    },
+                }
+            ]
+        }
+    )
+
     id: str
     status: JobStatus
     total: int
@@ -196,6 +217,43 @@ class ResultItem(BaseModel):
 
 
 class ResultsPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "index": 0,
+                            "bucket": "images",
+                            "key": "line-3/cam-1/000123.jpg",
+                            "status": "ok",
+                            "width": 1280,
+                            "height": 720,
+                            "detections": [
+                                {
+                                    "class_id": 0,
+                                    "class_name": "circle",
+                                    "confidence": 0.91,
+                                    "box": [412.5, 188.0, 530.25, 301.75],
+                                }
+                            ],
+                            "error": None,
+                        },
+                        {
+                            "index": 1,
+                            "bucket": "images",
+                            "key": "line-3/cam-1/000124.jpg",
+                            "status": "error",
+                            "detections": [],
+                            "error": {"code": "decode_failed", "message": "the image is truncated"},
+                        },
+                    ],
+                    "next_offset": 2,
+                }
+            ]
+        }
+    )
+
     items: list[ResultItem]
     next_offset: int | None = Field(
         description="Offset of the next page; null once every item has been returned."

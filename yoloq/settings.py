@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     max_images_per_job: int = Field(default=10_000, ge=1)
     queue_limit: int | None = Field(default=None, ge=1)
     """Images a model's queue may hold before new jobs get 429; unset, no limit."""
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """Largest JSON request body (a 10,000-image job is about 1 MB); larger ones get 413."""
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
 
     worker_concurrency: int = Field(default=4, ge=1)

@@ -286,3 +286,16 @@ def test_images_or_source_not_both(client: TestClient) -> None:
         response = client.post("/v1/jobs", json=body)
         assert response.status_code == 422
         assert "either 'images'" in str(response.json()["detail"])
+
+
+def test_oversized_bodies_are_413(redis_url: str, s3_endpoint: str) -> None:
+    settings = _settings(redis_url, s3_endpoint).model_copy(update={"max_body_bytes": 2048})
+    with TestClient(create_app(settings), headers=_auth(API_KEY)) as small:
+        big = {"images": [{"bucket": INPUT_BUCKET, "key": "k" * 1000}] * 3}
+        response = small.post("/v1/jobs", json=big)
+        assert response.status_code == 413
+        assert "2048 bytes" in response.json()["detail"]
+        assert small.post("/v1/jobs", json=_job(1)).status_code == 202
+        # Uploads have their own limit (max_upload_bytes), not the JSON one.
+        upload = small.post("/v1/images", files={"file": ("a.jpg", b"x" * 50_000)})
+        assert upload.status_code == 201

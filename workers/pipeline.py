@@ -174,8 +174,12 @@ def process_chunk(runtime: WorkerRuntime, task: ChunkTask) -> ChunkOutcome:
     A redelivered chunk that was already counted is not run again: its part is rewritten
     from the counted results and the job finalised if complete. Two deliveries running
     at once both write the part, but only one is counted; the other then rewrites the part
-    from what was counted, so S3 and Redis hold the same results.
+    from what was counted, so S3 and Redis hold the same results. A chunk of a cancelled
+    job is skipped, or, if the job was cancelled while it ran, its results are dropped.
     """
+    if runtime.jobs.is_cancelled(task.job_id):
+        log.info("job %s was cancelled; chunk %d skipped", task.job_id, task.chunk)
+        return ChunkOutcome(task.job_id, task.chunk, 0, 0, False, False)
     if runtime.jobs.chunk_counted(task.job_id, task.chunk):
         log.info("job %s chunk %d was already recorded; skipping", task.job_id, task.chunk)
         items = _counted_items(runtime, task)
@@ -185,10 +189,12 @@ def process_chunk(runtime: WorkerRuntime, task: ChunkTask) -> ChunkOutcome:
     else:
         runtime.jobs.mark_running(task.job_id)
         items = run_chunk(runtime, task)
+        if runtime.jobs.is_cancelled(task.job_id):  # cancelled while it ran: write nothing
+            return ChunkOutcome(task.job_id, task.chunk, 0, 0, False, False)
         uploading = time.perf_counter()
         runtime.archive.write_part(task.job_id, task.chunk, items)
         completion = runtime.jobs.complete_chunk(task.job_id, task.model, task.chunk, items)
-        if not completion.newly_counted:
+        if not completion.newly_counted and not completion.cancelled:
             items = _counted_items(runtime, task)
             runtime.archive.write_part(task.job_id, task.chunk, items)
         metrics.STAGE_SECONDS.labels("upload").observe(time.perf_counter() - uploading)

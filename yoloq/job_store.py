@@ -51,10 +51,11 @@ class ChunkCompletion:
     newly_counted: bool
     chunks_done: int
     chunks_total: int
+    cancelled: bool = False
 
     @property
     def job_complete(self) -> bool:
-        return self.chunks_done >= self.chunks_total
+        return not self.cancelled and self.chunks_done >= self.chunks_total
 
 
 class JobGone(Exception):
@@ -68,6 +69,7 @@ class JobStore:
         self._complete_chunk = client.register_script(_lua("complete_chunk"))
         self._mark_running = client.register_script(_lua("mark_running"))
         self._finish_job = client.register_script(_lua("finish_job"))
+        self._cancel_job = client.register_script(_lua("cancel_job"))
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> JobStore:
@@ -202,11 +204,25 @@ class JobStore:
         )
         if newly == -1:
             raise JobGone(f"job {job_id} is not in Redis (expired or never created)")
+        if newly == -2:
+            return ChunkCompletion(False, 0, 0, cancelled=True)
         return ChunkCompletion(bool(newly), int(chunks_done), int(chunks_total))
 
     def claim_webhook(self, job_id: str) -> bool:
         """True for the one caller that should send the job's webhook."""
         return bool(self.redis.hsetnx(self.keys.job(job_id), "webhook_claimed", "1"))
+
+    def cancel(self, job_id: str, model: str) -> JobStatus:
+        """Cancel unless the job has ended; returns the status that stands."""
+        result = self._cancel_job(
+            keys=[self.keys.job(job_id), self.keys.queued_images(model)], args=[repr(time.time())]
+        )
+        if not result:
+            raise JobGone(f"job {job_id} is not in Redis (expired or never created)")
+        return JobStatus(result)
+
+    def is_cancelled(self, job_id: str) -> bool:
+        return self.redis.hget(self.keys.job(job_id), "status") == JobStatus.CANCELLED.value
 
     def chunk_counted(self, job_id: str, chunk: int) -> bool:
         return bool(self.redis.sismember(self.keys.job_chunks_done(job_id), str(chunk)))

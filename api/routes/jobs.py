@@ -24,6 +24,7 @@ from yoloq.schemas import (
     JobCreate,
     JobPublic,
     JobStatus,
+    Manifest,
     ObjectLocation,
     ResultItem,
     ResultsPage,
@@ -310,7 +311,44 @@ def get_results(
         )
     items = _items(services, job_id, in_redis, offset, limit, job.total)
     end = offset + len(items)
-    return ResultsPage(items=items, next_offset=end if end < job.total else None)
+    # A page cut short on an ended job (cancelled) is its last: no more items will come.
+    more = end < job.total and not (job.status.is_final and len(items) < limit)
+    return ResultsPage(items=items, next_offset=end if more else None)
+
+
+@router.delete(
+    "/{job_id}",
+    responses={
+        404: {"description": "No such job."},
+        409: {"description": "The job has already ended."},
+    },
+)
+def cancel_job(job_id: str, services: ServicesDep, principal: CurrentPrincipal) -> JobPublic:
+    """Cancel a job: chunks still queued are skipped by the workers and no more results are
+    written; what was done stays readable."""
+    job, in_redis = _job(job_id, services, principal)
+    record = services.jobs.get(job_id) if in_redis else None
+    ended = HTTPException(status.HTTP_409_CONFLICT, f"job {job_id} has already ended")
+    if record is None or job.status.is_final:
+        raise ended
+    if services.jobs.cancel(job_id, record.model) != JobStatus.CANCELLED:
+        raise ended  # it ended between the read and the cancel
+    cancelled = services.jobs.get(job_id)
+    assert cancelled is not None
+    # The durable record, for when Redis has forgotten the job.
+    services.archive.write_manifest(
+        Manifest(
+            job=cancelled.public,
+            tenant=cancelled.tenant,
+            model=cancelled.model,
+            params=cancelled.params,
+            chunks=cancelled.chunks,
+        )
+    )
+    log.info(
+        "job %s cancelled at %d/%d images", job_id, cancelled.public.done, cancelled.public.total
+    )
+    return cancelled.public
 
 
 @router.get(

@@ -2,9 +2,13 @@
 -- KEYS[1] job hash, KEYS[2] set of counted chunks, KEYS[3] items hash,
 -- KEYS[4] the model's count of queued images
 -- ARGV[1] chunk index, ARGV[2] items failed in the chunk, ARGV[3..] item index, item JSON, ...
--- Returns {newly_counted (1|0), chunks_done, chunks_total}; {-1, 0, 0} if the job is gone.
+-- Returns {newly_counted (1|0), chunks_done, chunks_total}; {-1, 0, 0} if the job is gone,
+-- {-2, 0, 0} if it was cancelled (nothing more is recorded for it).
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {-1, 0, 0}
+end
+if redis.call('HGET', KEYS[1], 'status') == 'cancelled' then
+  return {-2, 0, 0}
 end
 local added = redis.call('SADD', KEYS[2], ARGV[1])
 if added == 1 then

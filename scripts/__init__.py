@@ -1,0 +1,1 @@
+"""Scripts that make the fixtures: the shapes dataset and the trained detector."""

@@ -110,7 +110,7 @@ def object_store(s3_endpoint: str) -> ObjectStore:
 @pytest.fixture(scope="session")
 def model_path() -> Path:
     # YOLOQ_TEST_MODEL runs the suite against other weights.
-    path = Path(os.environ.get("YOLOQ_TEST_MODEL", FIXTURES / "shapes_yolov8n.pt"))
+    path = Path(os.environ.get("YOLOQ_TEST_MODEL") or FIXTURES / "shapes_yolov8n.pt")
     assert path.is_file(), f"the model {path} is missing"
     return path
 

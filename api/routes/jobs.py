@@ -365,7 +365,16 @@ def download_results(job_id: str, services: ServicesDep, principal: CurrentPrinc
     job, _ = _job(job_id, services, principal)
     if not job.status.is_final:
         raise _not_finished(job)
-    data = services.store.get(job.results.bucket, job.results.key)
+    if job.status == JobStatus.CANCELLED:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"job {job_id} was cancelled: it has no results.jsonl; page through /results "
+            "for what was done before",
+        )
+    try:
+        data = services.store.get(job.results.bucket, job.results.key)
+    except ObjectNotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from error
     return Response(
         data,
         media_type="application/jsonl",

@@ -63,6 +63,7 @@ def test_detections_match_ground_truth(client: Client, object_store: ObjectStore
             assert -1 <= x1 < x2 <= width + 1 and -1 <= y1 < y2 <= height + 1
         truths = [Truth(c, (x1, y1, x2, y2)) for c, x1, y1, x2, y2 in boxes]
         total.add(score(item.detections, truths, min_iou=0.5))
+    print(f"ground truth: precision {total.precision:.3f}, recall {total.recall:.3f} ({total})")
     assert total.true_positives + total.false_negatives >= 60  # enough objects to mean something
     assert total.precision >= 0.9, total
     assert total.recall >= 0.9, total

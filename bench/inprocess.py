@@ -38,29 +38,29 @@ def main() -> None:
     import torch
     from ultralytics.models import YOLO
 
-    size = {"imgsz": args.imgsz} if args.imgsz else {}
+    sized = {"imgsz": args.imgsz} if args.imgsz else {}
     files = sorted(args.images.glob("*.jpg"))
     model = YOLO(str(args.weights), task="detect")
-    model(str(files[0]), verbose=False, **size)  # load and warm
+    model(str(files[0]), verbose=False, **sized)  # load and warm
     if args.threads:
         torch.set_num_threads(args.threads)  # Ultralytics resets it on its first call
-    for size in range(1, args.batch + 1):
-        model([cv2.imread(str(f)) for f in files[:size]], verbose=False, **size)
+    for batch_size in range(1, args.batch + 1):
+        model([cv2.imread(str(f)) for f in files[:batch_size]], verbose=False, **sized)
 
     started = time.perf_counter()
     if args.threads is None:
         for f in files:
-            model(str(f), verbose=False, **size)
+            model(str(f), verbose=False, **sized)
     else:
         for i in range(0, len(files), args.batch):
             batch = [cv2.imread(str(f)) for f in files[i : i + args.batch]]
-            model(batch, verbose=False, **size)
+            model(batch, verbose=False, **sized)
     seconds = time.perf_counter() - started
 
     latencies = []
     for f in files[: args.latency]:
         one = time.perf_counter()
-        model([cv2.imread(str(f))], verbose=False, **size)
+        model([cv2.imread(str(f))], verbose=False, **sized)
         latencies.append(time.perf_counter() - one)
     json.dump(
         {

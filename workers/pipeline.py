@@ -23,7 +23,6 @@ from yoloq.schemas import (
     ItemTimings,
     JobPublic,
     JobStatus,
-    Manifest,
     ResultItem,
 )
 
@@ -148,15 +147,7 @@ def finalize_job(
     runtime.jobs.finish(job_id, final_status(record.public))
     record = runtime.jobs.get(job_id)
     assert record is not None
-    runtime.archive.write_manifest(
-        Manifest(
-            job=record.public,
-            tenant=record.tenant,
-            model=record.model,
-            params=record.params,
-            chunks=record.chunks,
-        )
-    )
+    runtime.archive.write_manifest(record.manifest())
     log.info("job %s finished: %s", job_id, record.public.status)
     if record.callback_url and runtime.jobs.claim_webhook(job_id):
         runtime.on_job_finished(job_id)

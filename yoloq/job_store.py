@@ -20,6 +20,7 @@ from yoloq.schemas import (
     InferenceParams,
     JobPublic,
     JobStatus,
+    Manifest,
     ObjectLocation,
     ResultItem,
     WorkerHeartbeat,
@@ -44,6 +45,16 @@ class JobRecord:
     model: str
     params: InferenceParams
     chunks: int
+
+    def manifest(self) -> Manifest:
+        """The durable record written to S3 when the job ends."""
+        return Manifest(
+            job=self.public,
+            tenant=self.tenant,
+            model=self.model,
+            params=self.params,
+            chunks=self.chunks,
+        )
 
 
 @dataclass(frozen=True)

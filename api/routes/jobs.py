@@ -24,7 +24,6 @@ from yoloq.schemas import (
     JobCreate,
     JobPublic,
     JobStatus,
-    Manifest,
     ObjectLocation,
     ResultItem,
     ResultsPage,
@@ -336,15 +335,7 @@ def cancel_job(job_id: str, services: ServicesDep, principal: CurrentPrincipal) 
     cancelled = services.jobs.get(job_id)
     assert cancelled is not None
     # The durable record, for when Redis has forgotten the job.
-    services.archive.write_manifest(
-        Manifest(
-            job=cancelled.public,
-            tenant=cancelled.tenant,
-            model=cancelled.model,
-            params=cancelled.params,
-            chunks=cancelled.chunks,
-        )
-    )
+    services.archive.write_manifest(cancelled.manifest())
     log.info(
         "job %s cancelled at %d/%d images", job_id, cancelled.public.done, cancelled.public.total
     )

@@ -44,6 +44,7 @@ def key_hash(key: str) -> str:
 
 
 WEBHOOK_SECRET = "webhook-test-secret"
+MAX_IMAGE_BYTES = 2_000_000
 INPUT_BUCKET = "images"
 OTHER_BUCKET = "other-team"
 RESULTS_BUCKET = "yoloq-results"
@@ -140,6 +141,7 @@ def stack_env(
         "YOLOQ_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
         "YOLOQ_CHUNK_SIZE": "4",
         "YOLOQ_MAX_IMAGES_PER_JOB": "64",
+        "YOLOQ_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
         "YOLOQ_HEARTBEAT_INTERVAL_S": "1",
         "YOLOQ_METRICS_PORT": str(free_port()),
         "YOLOQ_API_KEYS": json.dumps(API_KEYS),

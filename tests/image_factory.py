@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 from typing import Any
 
 import cv2
@@ -63,3 +66,49 @@ def html() -> bytes:
 
 def random_bytes(n: int = 4096, seed: int = 1) -> bytes:
     return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def _pillow(image: npt.NDArray[np.uint8], fmt: str, mode: str = "RGB", **options: Any) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(image[..., ::-1]).convert(mode).save(out, fmt, **options)
+    return out.getvalue()
+
+
+def cmyk_jpeg(width: int = 320, height: int = 240) -> bytes:
+    return _pillow(picture(width, height), "JPEG", "CMYK")
+
+
+def tiff(width: int = 320, height: int = 240) -> bytes:
+    return _pillow(picture(width, height), "TIFF")
+
+
+def bmp(width: int = 320, height: int = 240) -> bytes:
+    return _pillow(picture(width, height), "BMP")
+
+
+def animated(fmt: str, width: int = 320, height: int = 240) -> bytes:
+    """A two-frame GIF or WebP: the first frame is ``picture``, the second its negative."""
+    from PIL import Image
+
+    first = picture(width, height)
+    frames = [Image.fromarray(first[..., ::-1]), Image.fromarray(255 - first[..., ::-1])]
+    out = io.BytesIO()
+    frames[0].save(out, fmt, save_all=True, append_images=frames[1:])
+    return out.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny, valid-looking PNG whose header claims ``width`` x ``height``."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
 import numpy.typing as npt
+from PIL import Image as PillowImage
 
 from yoloq.schemas import ItemErrorCode
 
@@ -27,6 +30,21 @@ _SIGNATURES: tuple[tuple[int, bytes], ...] = (
 )
 
 
+# The pixel limit is ours (decode_image's max_pixels); Pillow's own would refuse to even
+# report the size of a large image.
+PillowImage.MAX_IMAGE_PIXELS = None
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the header alone (nothing is decoded); None if unreadable."""
+    try:
+        with PillowImage.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            return width, height
+    except Exception:
+        return None
+
+
 class ImageError(Exception):
     def __init__(self, code: ItemErrorCode, message: str) -> None:
         super().__init__(message)
@@ -38,11 +56,13 @@ def looks_like_image(data: bytes) -> bool:
     return any(data[offset : offset + len(magic)] == magic for offset, magic in _SIGNATURES)
 
 
-def decode_image(data: bytes) -> Image:
+def decode_image(data: bytes, max_pixels: int | None = None) -> Image:
     """Decode to 8-bit BGR the way ``cv2.imread`` (and so Ultralytics) would.
 
     EXIF orientation is applied (OpenCV's default), so boxes refer to the image as a
-    viewer shows it. Grayscale, alpha and 16-bit images are converted to 8-bit BGR.
+    viewer shows it. Grayscale, alpha, 16-bit and CMYK images are converted to 8-bit BGR;
+    an animated GIF or WebP gives its first frame. An image whose header claims more than
+    ``max_pixels`` is refused before anything is decoded.
     """
     if not data:
         raise ImageError(ItemErrorCode.EMPTY, "the object is empty (0 bytes)")
@@ -51,6 +71,14 @@ def decode_image(data: bytes) -> Image:
             ItemErrorCode.NOT_AN_IMAGE,
             f"the object is not an image this service decodes (it starts with {data[:8]!r}); "
             "send JPEG, PNG, BMP, TIFF, WebP or GIF",
+        )
+    size = header_size(data)
+    if max_pixels is not None and size is not None and size[0] * size[1] > max_pixels:
+        width, height = size
+        raise ImageError(
+            ItemErrorCode.TOO_MANY_PIXELS,
+            f"the image header says {width}x{height} ({width * height / 1e6:.0f} megapixels); "
+            f"the limit is {max_pixels / 1e6:.0f} megapixels (YOLOQ_MAX_PIXELS)",
         )
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:

@@ -13,7 +13,7 @@ from workers import metrics
 from workers.images import ImageError, decode_image
 from workers.inference import BatchOutput, InferenceInput
 from workers.runtime import WorkerRuntime
-from yoloq.object_store import ObjectNotFound, ObjectStore
+from yoloq.object_store import ObjectNotFound, ObjectStore, ObjectTooLarge
 from yoloq.schemas import (
     ChunkTask,
     ImageRef,
@@ -39,10 +39,12 @@ class ChunkOutcome:
     job_complete: bool
 
 
-def fetch(store: ObjectStore, ref: ImageRef) -> bytes | ItemError:
+def fetch(store: ObjectStore, ref: ImageRef, max_bytes: int) -> bytes | ItemError:
     """An image's bytes; a failure becomes that item's error, never an exception."""
     try:
-        return store.get(ref.bucket, ref.key)
+        return store.get(ref.bucket, ref.key, max_bytes=max_bytes)
+    except ObjectTooLarge as error:
+        return ItemError(code=ItemErrorCode.TOO_LARGE, message=f"{error} (YOLOQ_MAX_IMAGE_BYTES)")
     except ObjectNotFound:
         return ItemError(
             code=ItemErrorCode.NOT_FOUND, message=f"s3://{ref.bucket}/{ref.key} does not exist"
@@ -69,14 +71,14 @@ class Staged:
 def stage(runtime: WorkerRuntime, ref: ImageRef, params: InferenceParams, queue_s: float) -> Staged:
     """Runs on an I/O thread, so downloads and decodes overlap inference."""
     started = time.perf_counter()
-    data = fetch(runtime.store, ref)
+    data = fetch(runtime.store, ref, runtime.settings.max_image_bytes)
     fetched = time.perf_counter()
     timings = ItemTimings(queue_s=queue_s, download_s=fetched - started)
     metrics.STAGE_SECONDS.labels("download").observe(timings.download_s or 0.0)
     if isinstance(data, ItemError):
         return Staged(timings, error=data)
     try:
-        image = decode_image(data)
+        image = decode_image(data, runtime.settings.max_pixels)
     except ImageError as error:
         return Staged(timings, error=ItemError(code=error.code, message=error.message))
     decoded = time.perf_counter()

@@ -18,6 +18,10 @@ class ObjectNotFound(Exception):
     """The bucket or key does not exist."""
 
 
+class ObjectTooLarge(Exception):
+    """The object is larger than the caller accepts; its body was not read."""
+
+
 def _is_missing(error: ClientError) -> bool:
     return str(error.response.get("Error", {}).get("Code")) in _MISSING_CODES
 
@@ -38,13 +42,17 @@ class ObjectStore:
         self.endpoint_url = endpoint_url
         self.client: S3Client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
 
-    def get(self, bucket: str, key: str) -> bytes:
+    def get(self, bucket: str, key: str, max_bytes: int | None = None) -> bytes:
         try:
             response = self.client.get_object(Bucket=bucket, Key=key)
         except ClientError as error:
             if _is_missing(error):
                 raise ObjectNotFound(f"s3://{bucket}/{key} does not exist") from error
             raise
+        size = response["ContentLength"]
+        if max_bytes is not None and size > max_bytes:
+            response["Body"].close()
+            raise ObjectTooLarge(f"s3://{bucket}/{key} is {size} bytes; the limit is {max_bytes}")
         return response["Body"].read()
 
     def put(

@@ -33,6 +33,8 @@ class ItemErrorCode(enum.StrEnum):
 
     NOT_FOUND = "not_found"
     EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    TOO_MANY_PIXELS = "too_many_pixels"
     NOT_AN_IMAGE = "not_an_image"
     DECODE_FAILED = "decode_failed"
     STORAGE_UNAVAILABLE = "storage_unavailable"

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     """Largest JSON request body (a 10,000-image job is about 1 MB); larger ones get 413."""
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
 
+    max_image_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    """Larger objects are item errors (``too_large``), refused before they are downloaded."""
+    max_pixels: int = Field(default=100_000_000, ge=1)
+    """Images whose header claims more pixels are item errors (``too_many_pixels``),
+    refused before decoding: a small file can claim a gigapixel image."""
     worker_concurrency: int = Field(default=4, ge=1)
     """Celery threads per worker: chunks downloading and decoding while another infers."""
     io_threads: int = Field(default=8, ge=1)

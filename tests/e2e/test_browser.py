@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT
-from yoloq.local_services import ProcessGroup, free_port, port_open
+from yoloq.local_services import ProcessGroup, free_port, port_open, wait_until
 
 ARTIFACTS = ROOT / "test-artifacts"
 FLOWER_AUTH = ("operator", "flower-test-password")
@@ -102,12 +102,22 @@ def test_flower_shows_the_worker_online(
 ) -> None:
     user, password = FLOWER_AUTH
     authed = flower_url.replace("http://", f"http://{user}:{password}@")
-    # Flower learns of workers from their heartbeats (every 2 s): give it one.
-    api = httpx.get(f"{flower_url}/api/workers?refresh=1", auth=FLOWER_AUTH, timeout=30)
-    assert worker in api.json(), api.text
-    dom = _browse(chromium, f"{authed}/workers", ARTIFACTS / "flower-workers.png", tmp_path)
-    assert worker in dom
-    assert re.search(r"Online", dom), dom[:2000]
+
+    # Flower learns of workers from their events and its own inspect calls, which a busy
+    # worker answers late: poll until it knows this one, then look at the page.
+    def flower_knows_the_worker() -> bool:
+        api = httpx.get(f"{flower_url}/api/workers?refresh=1", auth=FLOWER_AUTH, timeout=30)
+        return api.status_code == 200 and worker in api.json()
+
+    wait_until(flower_knows_the_worker, 90, "Flower to see the worker", interval_s=1.0)
+    shot = ARTIFACTS / "flower-workers.png"
+    pages: list[str] = []
+
+    def page_shows_it_online() -> bool:
+        pages.append(_browse(chromium, f"{authed}/workers", shot, tmp_path))
+        return worker in pages[-1] and re.search(r"Online", pages[-1]) is not None
+
+    wait_until(page_shows_it_online, 120, "Flower's page to show the worker online", 2.0)
     assert (ARTIFACTS / "flower-workers.png").stat().st_size > 10_000
 
 

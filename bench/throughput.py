@@ -53,7 +53,7 @@ from yoloq.local_services import (  # noqa: E402
     yoloq_argv,
 )
 from yoloq.object_store import ObjectStore  # noqa: E402
-from yoloq.schemas import ImageRef  # noqa: E402
+from yoloq.schemas import ImageRef, InferenceParams  # noqa: E402
 
 BUCKET = "bench"
 PREFIX = "bench"
@@ -97,8 +97,9 @@ def export_onnx(weights: Path, folder: Path) -> Path:
 class Stack:
     """Redis, S3, the API and one worker, all on loopback."""
 
-    def __init__(self, group: ProcessGroup, work: Path) -> None:
+    def __init__(self, group: ProcessGroup, work: Path, params: InferenceParams) -> None:
         self.group = group
+        self.params = params
         redis_url = start_redis(group, free_port(), work / "redis")
         s3 = start_s3(group, free_port())
         api_key = secrets.token_urlsafe(24)
@@ -174,7 +175,7 @@ class Stack:
 
 def one_job(stack: Stack, refs: list[ImageRef]) -> float:
     started = time.perf_counter()
-    job = stack.client.submit(refs)
+    job = stack.client.submit(refs, stack.params)
     return len(refs) / (stack.wait_all([job.id]) - started)
 
 
@@ -182,7 +183,9 @@ def many_jobs(stack: Stack, refs: list[ImageRef]) -> tuple[float, float]:
     before = stack.batch_histogram()
     started = time.perf_counter()
     with ThreadPoolExecutor(16) as pool:
-        ids = [job.id for job in pool.map(lambda ref: stack.client.submit([ref]), refs)]
+        ids = [
+            job.id for job in pool.map(lambda ref: stack.client.submit([ref], stack.params), refs)
+        ]
     rate = len(refs) / (stack.wait_all(ids) - started)
     after = stack.batch_histogram()
     delta = {size: after.get(size, 0) - before.get(size, 0) for size in after}
@@ -195,7 +198,7 @@ def latency(stack: Stack, ref: ImageRef, count: int) -> list[float]:
     samples = []
     for _ in range(count):
         started = time.perf_counter()
-        job = stack.client.submit([ref])
+        job = stack.client.submit([ref], stack.params)
         samples.append(stack.wait_all([job.id]) - started)
     return samples
 
@@ -209,6 +212,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--weights", type=Path, default=ROOT / "tests/fixtures/shapes_yolov8n.pt")
     parser.add_argument("--latency-samples", type=int, default=40)
+    parser.add_argument(
+        "--imgsz", type=int, help="inference size for every row (default: the training size)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
@@ -218,7 +224,7 @@ def main() -> None:
         paths = make_images(work / "images", args.images)
         onnx = export_onnx(args.weights, work)
         # The .pt's training size, which its export records: every row infers at it.
-        imgsz = trained_imgsz(onnx, {})
+        imgsz = args.imgsz or trained_imgsz(onnx, {})
         print(
             f"{len(paths)} images 640x480, {cores} cores; weights {args.weights.name}, "
             f"imgsz {imgsz}",
@@ -226,7 +232,8 @@ def main() -> None:
         )
 
         rows: dict[str, Any] = {}
-        rows["a"] = in_process(args.weights, work / "images")
+        # What a user writes first: Ultralytics' defaults, at the size every row uses.
+        rows["a"] = in_process(args.weights, work / "images", imgsz=args.imgsz)
         candidates = {}
         for weights in (args.weights, onnx):
             for batch in (1, 4):
@@ -252,7 +259,7 @@ def main() -> None:
         )
 
         with ProcessGroup(work / "logs") as group:
-            stack = Stack(group, work)
+            stack = Stack(group, work, InferenceParams(imgsz=imgsz))
             refs = stack.upload(paths)
             stack.start_worker(args.weights)
             rows["c_pt"] = {"images_per_s": one_job(stack, refs)}

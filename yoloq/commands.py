@@ -9,12 +9,12 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from yoloq import keys
 from yoloq.client import Client
 from yoloq.coco import to_coco
 from yoloq.progress import JobProgress
 from yoloq.schemas import ImageRef, InferenceParams, ResultItem
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 DEFAULT_API = "http://127.0.0.1:8000"
 
 
@@ -40,7 +40,7 @@ def local_images(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in keys.IMAGE_SUFFIXES)
         elif path.is_file():
             found.append(path)
         else:
@@ -55,14 +55,8 @@ def s3_images(uri: str) -> list[ImageRef]:
 
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     store = ObjectStore(Settings().s3_endpoint_url)
-    refs = []
-    for page in store.client.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=prefix
-    ):
-        for entry in page.get("Contents", []):
-            if Path(entry["Key"]).suffix.lower() in IMAGE_SUFFIXES:
-                refs.append(ImageRef(bucket=bucket, key=entry["Key"]))
-    return refs
+    found = store.list_keys(bucket, prefix, keys.IMAGE_SUFFIXES, most=sys.maxsize)
+    return [ImageRef(bucket=bucket, key=key) for key in found]
 
 
 def write_results(items: list[ResultItem], out: Path | None, fmt: str) -> None:

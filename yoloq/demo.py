@@ -15,6 +15,7 @@ from pathlib import Path
 
 import redis
 
+from yoloq import keys
 from yoloq.client import Client
 from yoloq.evaluation import Score, read_yolo_labels, score
 from yoloq.local_services import (
@@ -34,7 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURE_MODEL = REPO / "tests" / "fixtures" / "shapes_yolov8n.pt"
 SAMPLES = REPO / "tests" / "fixtures" / "samples"
 WORK_DIR = Path(".demo")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def say(message: str) -> None:
@@ -99,7 +99,7 @@ def _print_score(items: list[ResultItem], images: list[Path]) -> None:
 def run_demo(stay: bool = True, api_port: int = 8000, images_dir: Path = SAMPLES) -> int:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     model = os.environ.get("YOLOQ_MODEL") or str(FIXTURE_MODEL)
-    samples = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    samples = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in keys.IMAGE_SUFFIXES)
     if not samples:
         say(f"no images in {images_dir}")
         return 2

@@ -33,7 +33,7 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        store = ObjectStore(settings.s3_endpoint_url)
+        store = ObjectStore.from_settings(settings)
         jobs = JobStore.from_url(settings.redis_url, settings.key_prefix)
         return cls(
             settings=settings,

@@ -6,6 +6,7 @@ import logging
 import threading
 from datetime import UTC, datetime
 
+from workers.inflight import requeue_orphans
 from workers.runtime import WorkerRuntime
 from yoloq.schemas import WorkerHeartbeat
 
@@ -56,6 +57,9 @@ class Heartbeat:
         while not self._stop.wait(self.interval_s):
             try:
                 self.beat()
+                # Every live worker looks for dead ones, so their chunks come back
+                # whichever workers survive.
+                requeue_orphans(self.runtime.jobs, self.runtime.requeue, self.name)
             except Exception:
                 # Redis may be restarting; the next beat tries again.
                 log.warning("heartbeat failed", exc_info=True)

@@ -38,13 +38,15 @@ def run_worker(
     from workers import runtime as worker_runtime
     from workers.heartbeat import Heartbeat
     from workers.inference import make_batcher
+    from workers.inflight import requeue_own_leftovers
     from workers.model import Detector, configure_offline, resolve_weights
     from workers.tasks import register_tasks
+    from workers.watchdog import Watchdog
     from yoloq import keys
     from yoloq.archive import ResultArchive
     from yoloq.job_store import JobStore
     from yoloq.object_store import ObjectStore
-    from yoloq.queue import make_celery, queue_for
+    from yoloq.queue import ChunkQueue, make_celery, queue_for
     from yoloq.settings import Settings
 
     logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -53,7 +55,7 @@ def run_worker(
         raise SystemExit("YOLOQ_MODEL is not set: give a weights path or an s3://bucket/key URI")
     configure_offline(settings.cache_dir / "ultralytics")
 
-    store = ObjectStore(settings.s3_endpoint_url)
+    store = ObjectStore.from_settings(settings)
     jobs = JobStore.from_url(settings.redis_url, settings.key_prefix)
     weights = resolve_weights(settings.model, store, settings.cache_dir)
     detector = Detector(weights, device)
@@ -70,6 +72,8 @@ def run_worker(
     metrics.MODEL_WARM.set(1)
     metrics.MAX_BATCH.set(warm.max_batch)
     metrics.serve(settings.metrics_port, device.host_index)
+    hostname = worker_name(name, device)
+    watchdog = Watchdog(settings.chunk_hard_limit_s).start()
     stats = worker_runtime.WorkerStats()
     batcher = make_batcher(
         detector, warm.max_batch, settings.max_delay_ms / 1000, on_batch=stats.count_batch
@@ -84,6 +88,8 @@ def run_worker(
         io_pool=ThreadPoolExecutor(settings.io_threads, thread_name_prefix="io"),
         stats=stats,
         max_batch=warm.max_batch,
+        watchdog=watchdog,
+        name=hostname,
     )
     worker_runtime.set_current(runtime)
 
@@ -92,7 +98,8 @@ def run_worker(
     runtime.on_job_finished = lambda job_id: app.send_task(
         keys.WEBHOOK_TASK, args=[job_id], queue=queue_for(settings)
     )
-    hostname = worker_name(name, device)
+    runtime.requeue = ChunkQueue(app, settings.queue_model_name).send
+    requeue_own_leftovers(jobs, runtime.requeue, hostname)
     heartbeat = Heartbeat(runtime, hostname, settings.heartbeat_interval_s)
     heartbeat.start()
     try:
@@ -113,5 +120,6 @@ def run_worker(
         )
     finally:
         heartbeat.stop()
+        watchdog.stop()
         batcher.stop()
         runtime.io_pool.shutdown(wait=False, cancel_futures=True)

@@ -32,6 +32,18 @@ STAGE_SECONDS = Histogram(
 )
 MODEL_WARM = Gauge("yoloq_worker_model_warm", "1 once the model is loaded and warmed.")
 MAX_BATCH = Gauge("yoloq_worker_max_batch_images", "Largest batch the batcher forms.")
+DEAD_LETTERS = Counter(
+    "yoloq_worker_dead_letters_total", "Chunks set aside as poison after max deliveries."
+)
+REQUEUED_CHUNKS = Counter(
+    "yoloq_worker_requeued_chunks_total",
+    "Chunks a dead worker was running, sent back to the queue by this one.",
+)
+OUTAGE_RETRIES = Counter(
+    "yoloq_worker_outage_retries_total",
+    "Retries of a chunk's Redis or S3 step while a store was unreachable.",
+    ["store"],
+)
 
 
 class GpuCollector(Collector):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -13,9 +15,17 @@ from workers import metrics
 from workers.images import ImageError, decode_image
 from workers.inference import BatchOutput, InferenceInput
 from workers.runtime import WorkerRuntime
-from yoloq.object_store import ObjectNotFound, ObjectStore, ObjectTooLarge
+from yoloq.job_store import ChunkCompletion, JobGone
+from yoloq.object_store import (
+    ObjectAccessDenied,
+    ObjectNotFound,
+    ObjectStore,
+    ObjectTooLarge,
+    StorageUnavailable,
+)
 from yoloq.schemas import (
     ChunkTask,
+    DeadLetter,
     ImageRef,
     InferenceParams,
     ItemError,
@@ -41,18 +51,23 @@ class ChunkOutcome:
 
 def fetch(store: ObjectStore, ref: ImageRef, max_bytes: int) -> bytes | ItemError:
     """An image's bytes; a failure becomes that item's error, never an exception."""
+    where = f"s3://{ref.bucket}/{ref.key}"
     try:
         return store.get(ref.bucket, ref.key, max_bytes=max_bytes)
     except ObjectTooLarge as error:
         return ItemError(code=ItemErrorCode.TOO_LARGE, message=f"{error} (YOLOQ_MAX_IMAGE_BYTES)")
     except ObjectNotFound:
+        return ItemError(code=ItemErrorCode.NOT_FOUND, message=f"{where} does not exist")
+    except ObjectAccessDenied:
         return ItemError(
-            code=ItemErrorCode.NOT_FOUND, message=f"s3://{ref.bucket}/{ref.key} does not exist"
+            code=ItemErrorCode.ACCESS_DENIED,
+            message=f"the workers' credentials may not read {where}",
         )
+    except StorageUnavailable as error:
+        return ItemError(code=ItemErrorCode.STORAGE_UNAVAILABLE, message=str(error))
     except (BotoCoreError, ClientError) as error:
         return ItemError(
-            code=ItemErrorCode.STORAGE_UNAVAILABLE,
-            message=f"could not read s3://{ref.bucket}/{ref.key}: {error}",
+            code=ItemErrorCode.STORAGE_UNAVAILABLE, message=f"could not read {where}: {error}"
         )
 
 
@@ -89,14 +104,27 @@ def stage(runtime: WorkerRuntime, ref: ImageRef, params: InferenceParams, queue_
     return Staged(timings, width=width, height=height, output=output, submitted_at=decoded)
 
 
-def _result_item(index: int, ref: ImageRef, staged: Staged) -> ResultItem:
+def _timed_out(item: ResultItem, soft_limit_s: float) -> ResultItem:
+    error = ItemError(
+        code=ItemErrorCode.TIMEOUT,
+        message=f"not done within {soft_limit_s:g}s of its chunk starting "
+        "(YOLOQ_CHUNK_SOFT_LIMIT_S)",
+    )
+    return item.model_copy(update={"status": "error", "error": error})
+
+
+def _result_item(
+    index: int, ref: ImageRef, staged: Staged, deadline: float, soft_limit_s: float
+) -> ResultItem:
     item = ResultItem(index=index, bucket=ref.bucket, key=ref.key, status="ok")
     if staged.error is not None:
         return item.model_copy(update={"status": "error", "error": staged.error})
     item = item.model_copy(update={"width": staged.width, "height": staged.height})
     assert staged.output is not None
     try:
-        output = staged.output.result()
+        output = staged.output.result(timeout=max(0.0, deadline - time.monotonic()))
+    except FutureTimeout:
+        return _timed_out(item, soft_limit_s)
     except Exception as error:
         log.exception("inference failed for s3://%s/%s", ref.bucket, ref.key)
         failure = ItemError(
@@ -115,17 +143,36 @@ def _result_item(index: int, ref: ImageRef, staged: Staged) -> ResultItem:
     return item.model_copy(update={"detections": output.detections, "timings": timings})
 
 
-def run_chunk(runtime: WorkerRuntime, task: ChunkTask) -> list[ResultItem]:
-    """Fetch, decode and detect; one result per image, in order."""
+def run_chunk(runtime: WorkerRuntime, task: ChunkTask, deadline: float) -> list[ResultItem]:
+    """Fetch, decode and detect; one result per image, in order. Images not done by
+    ``deadline`` (``time.monotonic()``, the soft limit) are ``timeout`` errors."""
     queue_s = max(0.0, time.time() - task.queued_at)
     metrics.STAGE_SECONDS.labels("queue").observe(queue_s)
-    staged = list(
-        runtime.io_pool.map(lambda ref: stage(runtime, ref, task.params, queue_s), task.images)
-    )
-    return [
-        _result_item(task.start + offset, ref, item)
-        for offset, (ref, item) in enumerate(zip(task.images, staged, strict=True))
+    soft_limit_s = runtime.settings.chunk_soft_limit_s
+    staging = [
+        runtime.io_pool.submit(stage, runtime, ref, task.params, queue_s) for ref in task.images
     ]
+    items = []
+    for offset, (ref, future) in enumerate(zip(task.images, staging, strict=True)):
+        index = task.start + offset
+        try:
+            staged = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            future.cancel()
+            item = ResultItem(index=index, bucket=ref.bucket, key=ref.key, status="ok")
+            items.append(_timed_out(item, soft_limit_s))
+            continue
+        items.append(_result_item(index, ref, staged, deadline, soft_limit_s))
+    timed_out = sum(1 for item in items if item.error and item.error.code == ItemErrorCode.TIMEOUT)
+    if timed_out:
+        log.warning(
+            "job %s chunk %d: %d image(s) not done within the soft limit of %gs",
+            task.job_id,
+            task.chunk,
+            timed_out,
+            soft_limit_s,
+        )
+    return items
 
 
 def final_status(job: JobPublic) -> JobStatus:
@@ -160,49 +207,106 @@ def _counted_items(runtime: WorkerRuntime, task: ChunkTask) -> list[ResultItem]:
     return [item for item in window if item is not None]
 
 
-def process_chunk(runtime: WorkerRuntime, task: ChunkTask) -> ChunkOutcome:
-    """Run a chunk and record it: the result part in S3 first, then the count in Redis,
-    so whenever Redis says a chunk is done, its part is in S3.
-
-    A redelivered chunk that was already counted is not run again: its part is rewritten
-    from the counted results and the job finalised if complete. Two deliveries running
-    at once both write the part, but only one is counted; the other then rewrites the part
-    from what was counted, so S3 and Redis hold the same results. A chunk of a cancelled
-    job is skipped, or, if the job was cancelled while it ran, its results are dropped.
-    """
-    if runtime.jobs.is_cancelled(task.job_id):
-        log.info("job %s was cancelled; chunk %d skipped", task.job_id, task.chunk)
-        return ChunkOutcome(task.job_id, task.chunk, 0, 0, False, False)
-    if runtime.jobs.chunk_counted(task.job_id, task.chunk):
-        log.info("job %s chunk %d was already recorded; skipping", task.job_id, task.chunk)
-        items = _counted_items(runtime, task)
-        # Rewriting the part from Redis repairs it if it went missing; it costs one PUT.
-        runtime.archive.write_part(task.job_id, task.chunk, items)
-        completion = runtime.jobs.complete_chunk(task.job_id, task.model, task.chunk, items)
-    else:
-        runtime.jobs.mark_running(task.job_id)
-        items = run_chunk(runtime, task)
-        if runtime.jobs.is_cancelled(task.job_id):  # cancelled while it ran: write nothing
-            return ChunkOutcome(task.job_id, task.chunk, 0, 0, False, False)
-        uploading = time.perf_counter()
-        runtime.archive.write_part(task.job_id, task.chunk, items)
-        completion = runtime.jobs.complete_chunk(task.job_id, task.model, task.chunk, items)
-        if not completion.newly_counted and not completion.cancelled:
-            items = _counted_items(runtime, task)
-            runtime.archive.write_part(task.job_id, task.chunk, items)
-        metrics.STAGE_SECONDS.labels("upload").observe(time.perf_counter() - uploading)
-    errors = sum(1 for item in items if item.status == "error")
-    if completion.newly_counted:
-        runtime.stats.count_images(len(items))
-        metrics.IMAGES.labels("ok").inc(len(items) - errors)
-        metrics.IMAGES.labels("error").inc(errors)
-    if completion.job_complete:
-        finalize_job(runtime, task.job_id, known={task.chunk: items})
+def _outcome(task: ChunkTask, items: list[ResultItem], completion: ChunkCompletion) -> ChunkOutcome:
     return ChunkOutcome(
         job_id=task.job_id,
         chunk=task.chunk,
         images=len(items),
-        errors=errors,
+        errors=sum(1 for item in items if item.status == "error"),
         newly_counted=completion.newly_counted,
         job_complete=completion.job_complete,
     )
+
+
+def skipped(task: ChunkTask) -> ChunkOutcome:
+    return ChunkOutcome(task.job_id, task.chunk, 0, 0, False, False)
+
+
+def record_chunk(runtime: WorkerRuntime, task: ChunkTask, items: list[ResultItem]) -> ChunkOutcome:
+    """Record a chunk's results: the part in S3 first, then the count in Redis, so
+    whenever Redis says a chunk is done, its part is in S3.
+
+    Two deliveries running at once both write the part, but only one is counted; the
+    other then rewrites the part from what was counted, so S3 and Redis hold the same
+    results. A job cancelled while its chunk ran gets nothing written. Safe to repeat.
+    """
+    if runtime.jobs.is_cancelled(task.job_id):
+        return skipped(task)
+    uploading = time.perf_counter()
+    runtime.archive.write_part(task.job_id, task.chunk, items)
+    try:
+        completion = runtime.jobs.complete_chunk(task.job_id, task.model, task.chunk, items)
+    except JobGone:
+        log.warning("job %s expired while chunk %d ran; dropped", task.job_id, task.chunk)
+        return skipped(task)
+    if not completion.newly_counted and not completion.cancelled:
+        items = _counted_items(runtime, task)
+        runtime.archive.write_part(task.job_id, task.chunk, items)
+    metrics.STAGE_SECONDS.labels("upload").observe(time.perf_counter() - uploading)
+    outcome = _outcome(task, items, completion)
+    if completion.newly_counted:
+        runtime.stats.count_images(outcome.images)
+        metrics.IMAGES.labels("ok").inc(outcome.images - outcome.errors)
+        metrics.IMAGES.labels("error").inc(outcome.errors)
+    if completion.job_complete:
+        finalize_job(runtime, task.job_id, known={task.chunk: items})
+    return outcome
+
+
+def rerecord_counted(runtime: WorkerRuntime, task: ChunkTask) -> ChunkOutcome:
+    """A redelivered chunk that was counted already is not run again: its part is
+    rewritten from the counted results (repairing it if it went missing, for one PUT) and
+    the job finalised if complete, in case the first delivery died before doing so."""
+    log.info("job %s chunk %d was already recorded; not run again", task.job_id, task.chunk)
+    items = _counted_items(runtime, task)
+    runtime.archive.write_part(task.job_id, task.chunk, items)
+    try:
+        completion = runtime.jobs.complete_chunk(task.job_id, task.model, task.chunk, items)
+    except JobGone:
+        return skipped(task)
+    if completion.job_complete:
+        finalize_job(runtime, task.job_id, known={task.chunk: items})
+    return _outcome(task, items, completion)
+
+
+def record_poison(
+    runtime: WorkerRuntime, task: ChunkTask, deliveries: int, worker: str
+) -> ChunkOutcome:
+    """Set aside a chunk whose worker died on every delivery: its images become
+    ``poison`` errors, so the rest of the job can end, and the task goes to the
+    dead-letter list for a person to look at."""
+    error = ItemError(
+        code=ItemErrorCode.POISON,
+        message=(
+            f"chunk {task.chunk} of this job was delivered {deliveries - 1} times and never "
+            "finished (its worker died, or it was handed back); it was set aside in the "
+            "dead-letter list (GET /v1/dead-letters) with the images it held"
+        ),
+    )
+    items = [
+        ResultItem(
+            index=task.start + offset, bucket=ref.bucket, key=ref.key, status="error", error=error
+        )
+        for offset, ref in enumerate(task.images)
+    ]
+    outcome = record_chunk(runtime, task, items)
+    if outcome.newly_counted:
+        runtime.jobs.add_dead_letter(
+            DeadLetter(
+                job_id=task.job_id,
+                chunk=task.chunk,
+                deliveries=deliveries - 1,
+                dead_lettered_at=datetime.now(tz=UTC),
+                worker=worker,
+                task=task,
+            )
+        )
+        metrics.DEAD_LETTERS.inc()
+        log.error(
+            "job %s chunk %d (%d images) set aside as poison after %d deliveries",
+            task.job_id,
+            task.chunk,
+            len(items),
+            deliveries - 1,
+        )
+    return outcome

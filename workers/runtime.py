@@ -13,9 +13,11 @@ from workers import metrics
 from workers.batcher import Batcher
 from workers.inference import BatchOutput, InferenceInput
 from workers.model import Detector
+from workers.watchdog import Watchdog
 from yoloq.archive import ResultArchive
 from yoloq.job_store import JobStore
 from yoloq.object_store import ObjectStore
+from yoloq.schemas import ChunkTask
 from yoloq.settings import Settings
 
 
@@ -54,8 +56,13 @@ class WorkerRuntime:
     io_pool: ThreadPoolExecutor
     stats: WorkerStats
     max_batch: int
+    watchdog: Watchdog
+    name: str
+    """The worker's Celery hostname: names its heartbeat and its in-flight list."""
     on_job_finished: Callable[[str], None] = lambda job_id: None
     """Called once a job's final status and files are written (sends its webhook)."""
+    requeue: Callable[[ChunkTask], None] = lambda task: None
+    """Sends a chunk back to its queue (a dead worker's, found in its in-flight list)."""
     started_at: float = field(default_factory=time.time)
 
 

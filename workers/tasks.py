@@ -6,9 +6,10 @@ import logging
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import Reject
 
 from workers import runtime
-from workers.pipeline import process_chunk
+from workers.delivery import HandBack, deliver_chunk
 from workers.webhook import WebhookFailed, backoff_s, deliver
 from yoloq import keys
 from yoloq.schemas import ChunkTask
@@ -32,7 +33,17 @@ def register_tasks(app: Celery) -> None:
 
     @app.task(name=keys.INFER_TASK, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
     def infer_chunk(message: dict[str, Any]) -> dict[str, Any]:
-        outcome = process_chunk(runtime.current(), ChunkTask.model_validate(message))
+        task = ChunkTask.model_validate(message)
+        try:
+            outcome = deliver_chunk(runtime.current(), task)
+        except HandBack as error:
+            log.warning("job %s chunk %d handed back: %s", task.job_id, task.chunk, error)
+            raise Reject(str(error), requeue=True) from error
+        except Exception as error:
+            # A failed task is acknowledged, and its images would be lost: hand the chunk
+            # back instead. If it fails every time it ends in the dead-letter list.
+            log.exception("job %s chunk %d failed; handed back", task.job_id, task.chunk)
+            raise Reject(repr(error), requeue=True) from error
         return {
             "job_id": outcome.job_id,
             "chunk": outcome.chunk,

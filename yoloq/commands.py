@@ -54,7 +54,7 @@ def s3_images(uri: str) -> list[ImageRef]:
     from yoloq.settings import Settings
 
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    store = ObjectStore(Settings().s3_endpoint_url)
+    store = ObjectStore.from_settings(Settings())
     found = store.list_keys(bucket, prefix, keys.IMAGE_SUFFIXES, most=sys.maxsize)
     return [ImageRef(bucket=bucket, key=key) for key in found]
 

@@ -116,7 +116,7 @@ def run_demo(stay: bool = True, api_port: int = 8000, images_dir: Path = SAMPLES
         from yoloq.settings import Settings
 
         settings = Settings()
-        store = ObjectStore(settings.s3_endpoint_url)
+        store = ObjectStore.from_settings(settings)
         for bucket in (settings.results_bucket, settings.uploads_bucket):
             store.ensure_bucket(bucket)
 

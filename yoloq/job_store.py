@@ -17,6 +17,8 @@ import redis
 
 from yoloq import keys
 from yoloq.schemas import (
+    ChunkTask,
+    DeadLetter,
     InferenceParams,
     JobPublic,
     JobStatus,
@@ -69,6 +71,18 @@ class ChunkCompletion:
         return not self.cancelled and self.chunks_done >= self.chunks_total
 
 
+@dataclass(frozen=True)
+class ChunkStart:
+    verdict: str
+    """``run``, or why not: ``gone``, ``cancelled`` or ``counted``."""
+    deliveries: int
+    """Deliveries of the chunk started so far, this one included (for ``run``)."""
+
+
+def _inflight_field(task: ChunkTask) -> str:
+    return f"{task.job_id}:{task.chunk}"
+
+
 class JobGone(Exception):
     """The job's state is no longer in Redis (expired, or never created)."""
 
@@ -78,9 +92,10 @@ class JobStore:
         self.redis = client
         self.keys = keys.RedisKeys(prefix)
         self._complete_chunk = client.register_script(_lua("complete_chunk"))
-        self._mark_running = client.register_script(_lua("mark_running"))
         self._finish_job = client.register_script(_lua("finish_job"))
         self._cancel_job = client.register_script(_lua("cancel_job"))
+        self._start_chunk = client.register_script(_lua("start_chunk"))
+        self._claim_inflight = client.register_script(_lua("claim_inflight"))
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> JobStore:
@@ -191,11 +206,26 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         self.redis.delete(
-            self.keys.job(job_id), self.keys.job_items(job_id), self.keys.job_chunks_done(job_id)
+            self.keys.job(job_id),
+            self.keys.job_items(job_id),
+            self.keys.job_chunks_done(job_id),
+            self.keys.job_deliveries(job_id),
         )
 
-    def mark_running(self, job_id: str) -> None:
-        self._mark_running(keys=[self.keys.job(job_id)], args=[repr(time.time())])
+    def start_chunk(self, task: ChunkTask, worker: str) -> ChunkStart:
+        """A delivery of ``task`` begins on ``worker``: whether to run it, and if so how
+        many deliveries of it have started. A chunk to run is listed in the worker's
+        in-flight hash and its job marked running."""
+        verdict, deliveries = self._start_chunk(
+            keys=[
+                self.keys.job(task.job_id),
+                self.keys.job_chunks_done(task.job_id),
+                self.keys.job_deliveries(task.job_id),
+                self.keys.inflight(worker),
+            ],
+            args=[task.chunk, repr(time.time()), _inflight_field(task), task.model_dump_json()],
+        )
+        return ChunkStart(verdict, int(deliveries))
 
     def complete_chunk(
         self, job_id: str, model: str, chunk: int, items: list[ResultItem]
@@ -238,6 +268,9 @@ class JobStore:
     def chunk_counted(self, job_id: str, chunk: int) -> bool:
         return bool(self.redis.sismember(self.keys.job_chunks_done(job_id), str(chunk)))
 
+    def exists(self, job_id: str) -> bool:
+        return bool(self.redis.exists(self.keys.job(job_id)))
+
     def finish(self, job_id: str, status: JobStatus) -> JobStatus:
         """Set the final status unless one is set already; returns the status that stands."""
         result = self._finish_job(
@@ -254,6 +287,46 @@ class JobStore:
         indexes = [str(index) for index in range(offset, offset + limit)]
         raw = self.redis.hmget(self.keys.job_items(job_id), indexes)
         return [ResultItem.model_validate_json(value) if value else None for value in raw]
+
+    # Dead letters
+
+    def add_dead_letter(self, letter: DeadLetter, keep: int = 10_000) -> None:
+        pipe = self.redis.pipeline()
+        pipe.lpush(self.keys.dead_letters(), letter.model_dump_json())
+        pipe.ltrim(self.keys.dead_letters(), 0, keep - 1)
+        pipe.execute()
+
+    def dead_letters(self, offset: int = 0, limit: int = 100) -> list[DeadLetter]:
+        """Newest first."""
+        raw = self.redis.lrange(self.keys.dead_letters(), offset, offset + limit - 1)
+        return [DeadLetter.model_validate_json(value) for value in raw]
+
+    def dead_letter_count(self) -> int:
+        return int(self.redis.llen(self.keys.dead_letters()))
+
+    # Chunks in flight
+
+    def untrack_inflight(self, worker: str, task: ChunkTask) -> None:
+        self.redis.hdel(self.keys.inflight(worker), _inflight_field(task))
+
+    def inflight(self, worker: str) -> list[ChunkTask]:
+        raw = self.redis.hvals(self.keys.inflight(worker))
+        return [ChunkTask.model_validate_json(value) for value in raw]
+
+    def workers_with_inflight(self) -> list[str]:
+        prefix = self.keys.inflight_prefix()
+        return [
+            key.removeprefix(prefix) for key in self.redis.scan_iter(match=f"{prefix}*", count=100)
+        ]
+
+    def claim_inflight(self, worker: str, even_if_alive: bool = False) -> list[ChunkTask]:
+        """Take a dead worker's in-flight chunks (none while its heartbeat lives, unless
+        ``even_if_alive``); exactly one caller gets each."""
+        raw = self._claim_inflight(
+            keys=[self.keys.worker(worker), self.keys.inflight(worker)],
+            args=["1" if even_if_alive else "0"],
+        )
+        return [ChunkTask.model_validate_json(value) for value in raw]
 
     # Workers
 

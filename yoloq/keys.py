@@ -66,6 +66,11 @@ class RedisKeys:
         """Set: indexes of chunks already counted, so a redelivered chunk never counts twice."""
         return f"{self.prefix}:job:{job_id}:chunks"
 
+    def job_deliveries(self, job_id: str) -> str:
+        """Hash: chunk index -> deliveries started, to set aside a chunk that keeps killing
+        its worker."""
+        return f"{self.prefix}:job:{job_id}:deliveries"
+
     def queued_images(self, model: str) -> str:
         """Integer: images submitted for a model and not yet done (what the queue holds)."""
         return f"{self.prefix}:queued-images:{model}"
@@ -81,6 +86,19 @@ class RedisKeys:
     def worker(self, name: str) -> str:
         """Hash: one worker's heartbeat."""
         return f"{self.prefix}:worker:{name}"
+
+    def inflight(self, worker: str) -> str:
+        """Hash: ``job_id:chunk`` -> the task of each chunk a worker is running, so the
+        chunks of a worker that died are requeued at once, not after the visibility
+        timeout."""
+        return f"{self.inflight_prefix()}{worker}"
+
+    def inflight_prefix(self) -> str:
+        return f"{self.prefix}:inflight:"
+
+    def dead_letters(self) -> str:
+        """List: chunks set aside as poison, newest first (see schemas.DeadLetter)."""
+        return f"{self.prefix}:dead-letters"
 
 
 # S3 layout in the results bucket. Deterministic keys: a redelivered chunk overwrites its

@@ -2,63 +2,167 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    HTTPClientError,
+    IncompleteReadError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from yoloq.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
+_DENIED_CODES = frozenset(
+    {"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "InvalidAccessKeyId"}
+)
+_THROTTLED_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable"}
+)
+# Network failures worth another try: refused or dropped connections, timeouts, bodies
+# cut short. Not bad parameters or missing credentials, which fail the same way again.
+_TRANSIENT_ERRORS = (BotoConnectionError, HTTPClientError, IncompleteReadError)
 
 
 class ObjectNotFound(Exception):
     """The bucket or key does not exist."""
 
 
+class ObjectAccessDenied(Exception):
+    """The credentials may not read (or write) the object; retrying will not help."""
+
+
 class ObjectTooLarge(Exception):
     """The object is larger than the caller accepts; its body was not read."""
 
 
+class StorageUnavailable(Exception):
+    """Object storage timed out, refused the connection or answered 5xx on every try."""
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code"))
+
+
 def _is_missing(error: ClientError) -> bool:
-    return str(error.response.get("Error", {}).get("Code")) in _MISSING_CODES
+    return _code(error) in _MISSING_CODES
+
+
+def _is_transient(error: ClientError) -> bool:
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return status >= 500 or status == 429 or _code(error) in _THROTTLED_CODES
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: workers retrying after one S3 hiccup spread
+    out instead of arriving together."""
+
+    attempts: int = 5
+    backoff_s: float = 0.2
+    max_backoff_s: float = 10.0
+
+    def delay_s(self, retry: int) -> float:
+        return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2**retry))
 
 
 class ObjectStore:
-    """Reads and writes whole objects. The boto3 client is thread-safe, so one is shared."""
+    """Reads and writes whole objects. The boto3 client is thread-safe, so one is shared.
 
-    def __init__(self, endpoint_url: str | None) -> None:
+    Every call is tried up to ``retry.attempts`` times on timeouts, connection errors,
+    throttling and 5xx; then it raises StorageUnavailable. A missing object raises
+    ObjectNotFound and a refusal ObjectAccessDenied at once: those do not get better.
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str | None,
+        retry: RetryPolicy | None = None,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 30.0,
+    ) -> None:
         config = Config(
-            connect_timeout=5,
-            read_timeout=30,
-            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=connect_timeout_s,
+            read_timeout=read_timeout_s,
+            # Retries are ours (see _call), so they are counted once and also cover
+            # reading the body.
+            retries={"mode": "standard", "total_max_attempts": 1},
             # Path-style addressing: MinIO and most self-hosted servers have no
             # per-bucket DNS names.
             s3={"addressing_style": "path"} if endpoint_url else {},
             max_pool_connections=32,
         )
         self.endpoint_url = endpoint_url
+        self.retry = retry or RetryPolicy()
         self.client: S3Client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ObjectStore:
+        return cls(
+            settings.s3_endpoint_url,
+            RetryPolicy(attempts=settings.s3_max_attempts, backoff_s=settings.s3_backoff_s),
+            connect_timeout_s=settings.s3_connect_timeout_s,
+            read_timeout_s=settings.s3_read_timeout_s,
+        )
+
+    def _call(self, what: str, operation: Callable[[], T]) -> T:
+        last: Exception | None = None
+        for attempt in range(self.retry.attempts):
+            if attempt:
+                time.sleep(self.retry.delay_s(attempt - 1))
+            try:
+                return operation()
+            except ClientError as error:
+                if _is_missing(error):
+                    raise ObjectNotFound(f"{what}: does not exist") from error
+                if _code(error) in _DENIED_CODES:
+                    raise ObjectAccessDenied(f"{what}: access denied ({_code(error)})") from error
+                if not _is_transient(error):
+                    raise
+                last = error
+            except _TRANSIENT_ERRORS as error:
+                last = error
+            log.info("%s failed (try %d of %d): %s", what, attempt + 1, self.retry.attempts, last)
+        raise StorageUnavailable(
+            f"{what} failed {self.retry.attempts} times; the last error: {last}"
+        ) from last
+
     def get(self, bucket: str, key: str, max_bytes: int | None = None) -> bytes:
-        try:
+        def read() -> bytes:
             response = self.client.get_object(Bucket=bucket, Key=key)
-        except ClientError as error:
-            if _is_missing(error):
-                raise ObjectNotFound(f"s3://{bucket}/{key} does not exist") from error
-            raise
-        size = response["ContentLength"]
-        if max_bytes is not None and size > max_bytes:
-            response["Body"].close()
-            raise ObjectTooLarge(f"s3://{bucket}/{key} is {size} bytes; the limit is {max_bytes}")
-        return response["Body"].read()
+            size = response["ContentLength"]
+            if max_bytes is not None and size > max_bytes:
+                response["Body"].close()
+                raise ObjectTooLarge(
+                    f"s3://{bucket}/{key} is {size} bytes; the limit is {max_bytes}"
+                )
+            return response["Body"].read()
+
+        return self._call(f"reading s3://{bucket}/{key}", read)
 
     def put(
         self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> None:
-        self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        self._call(
+            f"writing s3://{bucket}/{key}",
+            lambda: self.client.put_object(
+                Bucket=bucket, Key=key, Body=data, ContentType=content_type
+            ),
+        )
 
     def get_if_exists(self, bucket: str, key: str) -> bytes | None:
         try:
@@ -87,11 +191,11 @@ class ObjectStore:
 
     def bucket_exists(self, bucket: str) -> bool:
         try:
-            self.client.head_bucket(Bucket=bucket)
-        except ClientError as error:
-            if _is_missing(error):
-                return False
-            raise
+            self._call(
+                f"checking bucket {bucket!r}", lambda: self.client.head_bucket(Bucket=bucket)
+            )
+        except ObjectNotFound:
+            return False
         return True
 
     def ensure_bucket(self, bucket: str) -> None:

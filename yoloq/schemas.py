@@ -37,8 +37,11 @@ class ItemErrorCode(enum.StrEnum):
     TOO_MANY_PIXELS = "too_many_pixels"
     NOT_AN_IMAGE = "not_an_image"
     DECODE_FAILED = "decode_failed"
+    ACCESS_DENIED = "access_denied"
     STORAGE_UNAVAILABLE = "storage_unavailable"
     INFERENCE_FAILED = "inference_failed"
+    TIMEOUT = "timeout"
+    POISON = "poison"
 
 
 class ImageRef(BaseModel):
@@ -310,6 +313,19 @@ class ChunkTask(BaseModel):
     queued_at: float = Field(
         description="Unix time the chunk was sent: the start of its queue wait."
     )
+
+
+class DeadLetter(BaseModel):
+    """A chunk set aside because its worker died on every delivery: its images were
+    recorded as ``poison`` errors so its job could end. The task is kept for inspection
+    and, once the cause is fixed, for resubmitting its images."""
+
+    job_id: str
+    chunk: int
+    deliveries: int = Field(description="Deliveries that started and never finished.")
+    dead_lettered_at: datetime
+    worker: str = Field(description="The worker that set it aside.")
+    task: ChunkTask
 
 
 class Manifest(BaseModel):

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -67,7 +67,7 @@ class Settings(BaseSettings):
 
     chunk_size: int = Field(default=16, ge=1, le=1024)
     """Images per Celery task: amortises the per-message cost over several inferences."""
-    result_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    result_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     """How long job state and results stay in Redis; S3 keeps them after that."""
     max_images_per_job: int = Field(default=10_000, ge=1)
     queue_limit: int | None = Field(default=None, ge=1)
@@ -92,8 +92,43 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     """Port of a worker's Prometheus endpoint; 0 turns it off."""
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
-    visibility_timeout_s: int = Field(default=3600, ge=60)
-    """Broker redelivers an unacknowledged chunk after this; must exceed the longest chunk."""
+    """A worker that misses three beats is dead: other workers requeue its chunks."""
+
+    # Limits on one chunk, longest last: soft < hard < visibility (checked below). The
+    # longest healthy chunk must fit in the soft limit: about chunk_size / io_threads
+    # downloads (each at most s3_max_attempts x s3_read_timeout_s) plus chunk_size
+    # inferences. See docs/architecture.md, "Time limits".
+    chunk_soft_limit_s: float = Field(default=600.0, gt=0)
+    """Images of a chunk not done this long after it started become item errors
+    (``timeout``), and the rest of the chunk is recorded."""
+    chunk_hard_limit_s: float = Field(default=900.0, gt=0)
+    """A chunk still running after this has a stuck thread: the worker exits, so that its
+    supervisor restarts it and the chunk is delivered again (see max_deliveries)."""
+    visibility_timeout_s: int = Field(default=3600, ge=10)
+    """The broker redelivers a chunk nobody acknowledged after this: the backstop when a
+    dead worker's chunks were not requeued from its in-flight list."""
+    max_deliveries: int = Field(default=3, ge=1, le=100)
+    """Deliveries of a chunk whose worker died each time; the next one sets the chunk
+    aside in the dead-letter list and records its images as ``poison``."""
+
+    s3_max_attempts: int = Field(default=5, ge=1, le=20)
+    """Tries per object read or write; timeouts, throttling and 5xx are retried."""
+    s3_backoff_s: float = Field(default=0.2, gt=0)
+    """Base of the exponential backoff between S3 tries (full jitter, capped at 10 s)."""
+    s3_read_timeout_s: float = Field(default=30.0, gt=0)
+    s3_connect_timeout_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _limits_in_order(self) -> Settings:
+        if not self.chunk_soft_limit_s < self.chunk_hard_limit_s < self.visibility_timeout_s:
+            raise ValueError(
+                "chunk time limits must be in order: YOLOQ_CHUNK_SOFT_LIMIT_S "
+                f"({self.chunk_soft_limit_s:g}) < YOLOQ_CHUNK_HARD_LIMIT_S "
+                f"({self.chunk_hard_limit_s:g}) < YOLOQ_VISIBILITY_TIMEOUT_S "
+                f"({self.visibility_timeout_s}), or a chunk could be delivered twice at once "
+                "or killed before it can record what it finished"
+            )
+        return self
 
     @field_validator("input_buckets", "webhook_allowed_hosts", mode="before")
     @classmethod

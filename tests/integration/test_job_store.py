@@ -8,8 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from yoloq.job_store import JobGone, JobStore
+from yoloq.job_store import ChunkStart, JobGone, JobStore
 from yoloq.schemas import (
+    ChunkTask,
+    DeadLetter,
+    ImageRef,
     InferenceParams,
     ItemError,
     ItemErrorCode,
@@ -88,19 +91,91 @@ def test_items_window_marks_unfinished_items(store: JobStore) -> None:
     assert [item.index for item in window[3:] if item] == [3, 4, 5]
 
 
+def _task(job_id: str, chunk: int) -> ChunkTask:
+    return ChunkTask(
+        job_id=job_id,
+        model="m",
+        chunk=chunk,
+        start=chunk,
+        images=[ImageRef(bucket="bkt", key=f"{chunk}.jpg")],
+        params=InferenceParams(),
+        queued_at=time.time(),
+    )
+
+
 def test_running_then_final_once(store: JobStore) -> None:
     job_id = _job(store, total=1, chunks=1)
-    store.mark_running(job_id)
+    assert store.start_chunk(_task(job_id, 0), "w1") == ChunkStart("run", 1)
     record = store.get(job_id)
     assert record is not None and record.public.status == JobStatus.RUNNING
     assert record.public.started_at is not None
     assert store.finish(job_id, JobStatus.PARTIAL) == JobStatus.PARTIAL
     # A second finisher (a redelivered last chunk) cannot change the outcome.
     assert store.finish(job_id, JobStatus.SUCCEEDED) == JobStatus.PARTIAL
-    store.mark_running(job_id)
+    store.start_chunk(_task(job_id, 0), "w1")
     record = store.get(job_id)
     assert record is not None and record.public.status == JobStatus.PARTIAL
     assert record.public.finished_at is not None
+
+
+def test_start_chunk_counts_deliveries_and_lists_the_chunk_in_flight(store: JobStore) -> None:
+    job_id = _job(store, total=2, chunks=2)
+    assert store.start_chunk(_task(job_id, 0), "w1").deliveries == 1
+    assert store.start_chunk(_task(job_id, 0), "w2").deliveries == 2
+    assert store.start_chunk(_task(job_id, 1), "w1").deliveries == 1
+    assert sorted(task.chunk for task in store.inflight("w1")) == [0, 1]
+    assert 0 < store.redis.ttl(store.keys.job_deliveries(job_id)) <= 600
+    store.complete_chunk(job_id, "m", 0, _items(0, 1))
+    assert store.start_chunk(_task(job_id, 0), "w1") == ChunkStart("counted", 0)
+    store.untrack_inflight("w1", _task(job_id, 1))
+    assert [task.chunk for task in store.inflight("w1")] == [0]
+    store.cancel(job_id, "m")
+    assert store.start_chunk(_task(job_id, 1), "w1") == ChunkStart("cancelled", 0)
+    assert store.start_chunk(_task(uuid.uuid4().hex, 0), "w1") == ChunkStart("gone", 0)
+
+
+def test_claim_inflight_only_from_a_dead_worker_and_only_once(store: JobStore) -> None:
+    job_id = _job(store, total=2, chunks=2)
+    store.start_chunk(_task(job_id, 0), "alive")
+    store.start_chunk(_task(job_id, 1), "dead")
+    beat = WorkerHeartbeat(
+        name="alive",
+        device="cpu",
+        model="m",
+        model_sha256="0" * 64,
+        warmed=True,
+        threads=2,
+        images_done=0,
+        max_batch=1,
+        batch_sizes={},
+        started_at=datetime.now(tz=UTC),
+        last_seen=datetime.now(tz=UTC),
+    )
+    store.heartbeat(beat, ttl_s=60)
+    assert sorted(store.workers_with_inflight()) == ["alive", "dead"]
+    assert store.claim_inflight("alive") == []
+    assert [task.chunk for task in store.claim_inflight("dead")] == [1]
+    assert store.claim_inflight("dead") == []
+    # A restarted worker takes its own leftovers although its old heartbeat still lives.
+    assert [task.chunk for task in store.claim_inflight("alive", even_if_alive=True)] == [0]
+    assert store.workers_with_inflight() == []
+
+
+def test_dead_letters_newest_first(store: JobStore) -> None:
+    for chunk in range(3):
+        store.add_dead_letter(
+            DeadLetter(
+                job_id="j",
+                chunk=chunk,
+                deliveries=3,
+                dead_lettered_at=datetime.now(tz=UTC),
+                worker="w",
+                task=_task("j", chunk),
+            ),
+            keep=2,
+        )
+    assert [letter.chunk for letter in store.dead_letters()] == [2, 1]
+    assert store.dead_letter_count() == 2
 
 
 def test_results_expire_with_their_job(store: JobStore) -> None:

@@ -1,0 +1,51 @@
+"""Requeuing the chunks of a worker that died.
+
+Each worker lists the chunks it is running in Redis (``JobStore.track_inflight``). When a
+worker is killed, its chunks are still unacknowledged in the broker, which redelivers
+them only after the visibility timeout (an hour by default). Instead, the worker itself
+requeues them when it restarts, and any other worker does once the dead one's heartbeat
+expires. Requeuing is safe because a chunk delivered twice is recorded once; the broker's
+own redelivery later is skipped the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from workers import metrics
+from yoloq.job_store import JobStore
+from yoloq.schemas import ChunkTask
+
+log = logging.getLogger(__name__)
+
+
+def requeue_own_leftovers(jobs: JobStore, send: Callable[[ChunkTask], None], me: str) -> int:
+    """At start: the chunks this worker's previous run left unfinished."""
+    tasks = jobs.claim_inflight(me, even_if_alive=True)
+    for task in tasks:
+        send(task)
+    if tasks:
+        log.warning("requeued %d chunk(s) left unfinished by this worker's last run", len(tasks))
+        metrics.REQUEUED_CHUNKS.inc(len(tasks))
+    return len(tasks)
+
+
+def requeue_orphans(jobs: JobStore, send: Callable[[ChunkTask], None], me: str) -> int:
+    """The chunks of every other worker whose heartbeat has expired."""
+    requeued = 0
+    for worker in jobs.workers_with_inflight():
+        if worker == me:
+            continue
+        tasks = jobs.claim_inflight(worker)
+        for task in tasks:
+            send(task)
+        if tasks:
+            log.warning(
+                "worker %s stopped sending heartbeats; requeued the %d chunk(s) it was running",
+                worker,
+                len(tasks),
+            )
+            metrics.REQUEUED_CHUNKS.inc(len(tasks))
+        requeued += len(tasks)
+    return requeued

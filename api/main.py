@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import kombu.exceptions
 import redis
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse, Response
@@ -13,7 +14,7 @@ from api.deps import Services
 from api.docs import install_docs
 from api.limits import BodyLimitMiddleware
 from api.metrics import MetricsMiddleware
-from api.routes import health, images, jobs, workers
+from api.routes import dead_letters, health, images, jobs, workers
 from yoloq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(images.router)
     app.include_router(workers.router)
+    app.include_router(dead_letters.router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -48,7 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
 
     @app.exception_handler(redis.RedisError)
-    async def redis_unavailable(request: Request, error: redis.RedisError) -> JSONResponse:
+    @app.exception_handler(kombu.exceptions.OperationalError)
+    async def redis_unavailable(request: Request, error: Exception) -> JSONResponse:
+        # Redis is both the job store and the broker; either failing means the same.
         log.warning("redis error on %s: %s", request.url.path, error)
         return JSONResponse(
             {"detail": f"job store (Redis) unavailable: {error}; try again shortly"},

@@ -13,14 +13,18 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
 import pytest
 import redis
 
+from tests.fault_proxy import FaultProxy
 from yoloq.job_store import JobStore
 from yoloq.local_services import (
+    Process,
     ProcessGroup,
     free_port,
     port_open,
@@ -28,6 +32,8 @@ from yoloq.local_services import (
     yoloq_argv,
 )
 from yoloq.object_store import ObjectStore
+from yoloq.queue import ChunkQueue, make_celery
+from yoloq.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -178,3 +184,49 @@ def api_url(process_group: ProcessGroup, stack_env: dict[str, str]) -> str:
     )
     process_group.wait_ready(process, lambda: port_open("127.0.0.1", port), timeout_s=60)
     return f"http://127.0.0.1:{port}"
+
+
+@dataclass
+class WorkerLauncher:
+    """Starts ``yoloq worker`` processes of its own, with settings of a test's choosing,
+    in a process group the test owns (so it can kill them)."""
+
+    group: ProcessGroup
+    env: dict[str, str]
+    job_store: JobStore
+    started: int = 0
+
+    def start(self, name: str, **settings: str) -> Process:
+        self.started += 1
+        launched = datetime.now(tz=UTC)
+        env = {**self.env, "YOLOQ_METRICS_PORT": "0", **settings}
+        argv = yoloq_argv("worker", "--device", "cpu", "--name", name)
+        process = self.group.start(f"worker-{name}-{self.started}", argv, env)
+
+        def warmed() -> bool:
+            return any(
+                w.name == name and w.warmed and w.started_at >= launched
+                for w in self.job_store.live_workers(30)
+            )
+
+        self.group.wait_ready(process, warmed, timeout_s=180)
+        return process
+
+    def queue(self, model_name: str) -> ChunkQueue:
+        return ChunkQueue(make_celery(Settings(redis_url=self.env["YOLOQ_REDIS_URL"])), model_name)
+
+
+@pytest.fixture
+def launcher(
+    stack_env: dict[str, str], job_store: JobStore, tmp_path: Path
+) -> Iterator[WorkerLauncher]:
+    with ProcessGroup(tmp_path / "logs") as group:
+        yield WorkerLauncher(group, stack_env, job_store)
+
+
+@pytest.fixture
+def fault_proxy(s3_endpoint: str) -> Iterator[FaultProxy]:
+    """The S3 server behind a proxy that fails on request (see tests/fault_proxy.py)."""
+    proxy = FaultProxy(s3_endpoint, hang_s=2.5, slow_s=8.0).start()
+    yield proxy
+    proxy.stop()

@@ -118,6 +118,9 @@ def run_worker(
                 "--without-mingle",
             ]
         )
+        # A warm shutdown finished what it ran and handed back what it held to the
+        # broker, so nothing of this worker's is in flight any more.
+        jobs.clear_inflight(hostname)
     finally:
         heartbeat.stop()
         watchdog.stop()

@@ -7,6 +7,8 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import Reject
+from celery.signals import task_received
+from celery.worker.request import Request
 
 from workers import runtime
 from workers.delivery import HandBack, deliver_chunk
@@ -18,6 +20,18 @@ log = logging.getLogger(__name__)
 
 
 def register_tasks(app: Celery) -> None:
+    @task_received.connect(weak=False, dispatch_uid="yoloq.track_received")  # type: ignore[untyped-decorator]
+    def track_received(request: Request, **_: Any) -> None:
+        # Listed in flight from the moment the worker holds the message, not only once a
+        # thread starts it: a kill in between must not leave it to the visibility timeout.
+        if request.name != keys.INFER_TASK:
+            return
+        worker = runtime.current()
+        try:
+            worker.jobs.track_inflight(worker.name, ChunkTask.model_validate(request.args[0]))
+        except Exception:
+            log.warning("could not list a received chunk in flight", exc_info=True)
+
     @app.task(name=keys.WEBHOOK_TASK, bind=True, acks_late=True, max_retries=None)  # type: ignore[untyped-decorator]
     def deliver_webhook(self: Task, job_id: str) -> bool:
         worker = runtime.current()

@@ -306,8 +306,14 @@ class JobStore:
 
     # Chunks in flight
 
+    def track_inflight(self, worker: str, task: ChunkTask) -> None:
+        self.redis.hset(self.keys.inflight(worker), _inflight_field(task), task.model_dump_json())
+
     def untrack_inflight(self, worker: str, task: ChunkTask) -> None:
         self.redis.hdel(self.keys.inflight(worker), _inflight_field(task))
+
+    def clear_inflight(self, worker: str) -> None:
+        self.redis.delete(self.keys.inflight(worker))
 
     def inflight(self, worker: str) -> list[ChunkTask]:
         raw = self.redis.hvals(self.keys.inflight(worker))

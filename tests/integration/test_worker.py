@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
@@ -11,17 +10,17 @@ from unittest import mock
 import httpx
 import pytest
 
-from tests import image_factory as make
-from tests.conftest import INPUT_BUCKET, RESULTS_BUCKET
+from tests.conftest import RESULTS_BUCKET
+from tests.jobs import put_images, submit, wait_final
 from workers.model import sha256_of
 from yoloq import keys
 from yoloq.archive import ResultArchive
 from yoloq.chunking import split_into_chunks
-from yoloq.job_store import JobRecord, JobStore
+from yoloq.job_store import JobStore
 from yoloq.local_services import ProcessGroup, wait_until
 from yoloq.object_store import ObjectStore
 from yoloq.queue import ChunkQueue, make_celery
-from yoloq.schemas import ImageRef, InferenceParams, JobStatus, ObjectLocation
+from yoloq.schemas import InferenceParams, JobStatus
 from yoloq.settings import Settings
 
 
@@ -32,46 +31,6 @@ def queue(stack_env: dict[str, str], worker: str) -> Iterator[ChunkQueue]:
     app = make_celery(settings)
     yield ChunkQueue(app, settings.queue_model_name)
     app.close()
-
-
-def _submit(
-    job_store: JobStore, queue: ChunkQueue, images: list[ImageRef], chunk_size: int = 4
-) -> str:
-    job_id = uuid.uuid4().hex
-    chunks = split_into_chunks(job_id, "test", images, InferenceParams(), chunk_size)
-    job_store.create(
-        job_id,
-        tenant="tenant-a",
-        total=len(images),
-        chunks=len(chunks),
-        model="test",
-        params=InferenceParams(),
-        results=ObjectLocation(bucket=RESULTS_BUCKET, key=keys.results_key(job_id)),
-        ttl_s=3600,
-    )
-    for chunk in chunks:
-        queue.send(chunk)
-    return job_id
-
-
-def _wait_final(job_store: JobStore, job_id: str) -> JobRecord:
-    def final() -> bool:
-        record = job_store.get(job_id)
-        return record is not None and record.public.status.is_final
-
-    wait_until(final, timeout_s=120, what=f"job {job_id} to finish")
-    record = job_store.get(job_id)
-    assert record is not None
-    return record
-
-
-def _put_images(object_store: ObjectStore, n: int) -> list[ImageRef]:
-    refs = []
-    for i in range(n):
-        key = f"worker-test/{uuid.uuid4().hex}.jpg"
-        object_store.put(INPUT_BUCKET, key, make.jpeg(200 + 40 * i, 160 + 20 * i, seed=i))
-        refs.append(ImageRef(bucket=INPUT_BUCKET, key=key))
-    return refs
 
 
 def test_heartbeat_names_device_model_and_warmth(
@@ -89,9 +48,9 @@ def test_heartbeat_names_device_model_and_warmth(
 def test_worker_runs_a_job_to_the_end(
     job_store: JobStore, queue: ChunkQueue, object_store: ObjectStore
 ) -> None:
-    images = _put_images(object_store, 6)
-    job_id = _submit(job_store, queue, images)
-    record = _wait_final(job_store, job_id)
+    images = put_images(object_store, 6)
+    job_id = submit(job_store, queue, images)
+    record = wait_final(job_store, job_id)
     assert record.public.status == JobStatus.SUCCEEDED
     assert (record.public.total, record.public.done, record.public.failed) == (6, 6, 0)
     items = job_store.items(job_id, 0, 6)
@@ -108,9 +67,9 @@ def test_worker_runs_a_job_to_the_end(
 def test_a_redelivered_chunk_changes_nothing(
     job_store: JobStore, queue: ChunkQueue, object_store: ObjectStore
 ) -> None:
-    images = _put_images(object_store, 3)
-    job_id = _submit(job_store, queue, images, chunk_size=2)
-    before = _wait_final(job_store, job_id)
+    images = put_images(object_store, 3)
+    job_id = submit(job_store, queue, images, chunk_size=2)
+    before = wait_final(job_store, job_id)
     archive = ResultArchive(object_store, RESULTS_BUCKET)
     results_before = archive.read_results(job_id)
 
@@ -141,9 +100,9 @@ def test_prometheus_metrics_and_item_timings(
     object_store: ObjectStore,
     stack_env: dict[str, str],
 ) -> None:
-    images = _put_images(object_store, 3)
-    job_id = _submit(job_store, queue, images)
-    _wait_final(job_store, job_id)
+    images = put_images(object_store, 3)
+    job_id = submit(job_store, queue, images)
+    wait_final(job_store, job_id)
     for item in job_store.items(job_id, 0, 3):
         assert item is not None and item.timings is not None
         t = item.timings

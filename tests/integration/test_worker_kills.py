@@ -1,0 +1,166 @@
+"""Workers killed (``kill -9``), stopped (SIGTERM) and fed a chunk that kills them, with
+real worker processes on the real broker: every image ends with exactly one result."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+
+import httpx
+
+from tests.conftest import ADMIN_API_KEY, API_KEY, RESULTS_BUCKET, WorkerLauncher
+from tests.fault_proxy import FaultProxy
+from tests.jobs import check_ledger, put_images, submit, wait_final
+from yoloq import keys
+from yoloq.job_store import JobStore
+from yoloq.local_services import Process, wait_until
+from yoloq.object_store import ObjectStore
+from yoloq.schemas import ItemErrorCode, JobStatus
+
+# Short limits, so the broker's own redelivery (the backstop) also acts within a test.
+LIMITS = {
+    "YOLOQ_MAX_BATCH": "2",
+    "YOLOQ_CHUNK_SOFT_LIMIT_S": "15",
+    "YOLOQ_CHUNK_HARD_LIMIT_S": "20",
+    "YOLOQ_VISIBILITY_TIMEOUT_S": "30",
+}
+
+
+def _kill(process: Process) -> None:
+    process.popen.send_signal(signal.SIGKILL)
+    process.popen.wait(10)
+
+
+def _deliveries(job_store: JobStore, job_id: str, chunk: int) -> int:
+    return int(job_store.redis.hget(job_store.keys.job_deliveries(job_id), str(chunk)) or 0)
+
+
+def test_kill_9_mid_job_loses_and_doubles_nothing(
+    launcher: WorkerLauncher, job_store: JobStore, object_store: ObjectStore
+) -> None:
+    env = {**LIMITS, "YOLOQ_MODEL_NAME": "kills"}
+    workers = {name: launcher.start(name, **env) for name in ("a@kills", "b@kills")}
+    queue = launcher.queue("kills")
+    jobs = {}
+    rng = random.Random(7)
+    # Round 0: the victim is restarted at once and requeues its own leftovers. Round 1:
+    # it stays dead until the survivor sees its heartbeat expire and requeues them.
+    # Round 2: the other worker is killed.
+    for round, victim in enumerate(["a@kills", "a@kills", "b@kills"]):
+        images = put_images(object_store, 24, prefix=f"kills-{round}")
+        job_id = submit(job_store, queue, images, chunk_size=2)
+        jobs[job_id] = images
+        wait_until(
+            lambda v=victim: bool(job_store.inflight(v)),  # type: ignore[misc]
+            60,
+            f"{victim} to take a chunk",
+        )
+        time.sleep(rng.uniform(0, 0.3))
+        _kill(workers[victim])
+        if round == 1:
+            wait_until(
+                lambda v=victim: not job_store.inflight(v),  # type: ignore[misc]
+                30,
+                "the surviving worker to requeue the dead one's chunks",
+            )
+        workers[victim] = launcher.start(victim, **env)
+
+    for job_id, images in jobs.items():
+        wait_final(job_store, job_id, timeout_s=120)
+        assert check_ledger(job_store, object_store, job_id, images) == {"ok": len(images)}
+    assert job_store.queued_images_for("kills") == 0
+    assert all(process.alive() for process in workers.values())
+
+
+def test_sigterm_finishes_or_hands_back_every_chunk(
+    launcher: WorkerLauncher, job_store: JobStore, object_store: ObjectStore
+) -> None:
+    env = {**LIMITS, "YOLOQ_MODEL_NAME": "sigterm"}
+    worker = launcher.start("g@sigterm", **env)
+    queue = launcher.queue("sigterm")
+    images = put_images(object_store, 24, prefix="sigterm")
+    job_id = submit(job_store, queue, images, chunk_size=2)
+    chunks = 12
+
+    def started() -> bool:
+        record = job_store.get(job_id)
+        return bool(record and record.public.done >= 2 and job_store.inflight("g@sigterm"))
+
+    wait_until(started, 60, "the worker to be part-way through the job")
+    worker.popen.send_signal(signal.SIGTERM)
+    assert worker.popen.wait(60) == 0, worker.log_tail()
+
+    counted = {int(c) for c in job_store.redis.smembers(job_store.keys.job_chunks_done(job_id))}
+    for chunk in range(chunks):
+        part = object_store.get_if_exists(RESULTS_BUCKET, keys.result_part_key(job_id, chunk))
+        if chunk in counted:  # whole: every line of the chunk, nothing else
+            assert part is not None
+            assert len(part.decode().splitlines()) == 2
+        else:  # never begun, so nothing half-written
+            assert part is None
+    assert job_store.inflight("g@sigterm") == []
+    # Every chunk not recorded is back in the queue, once.
+    waiting = sum(job_store.redis.llen(name) for name in queue.queues)
+    assert len(counted) + waiting == chunks
+    assert len(counted) < chunks, "the job ended before the stop; nothing was tested"
+
+    launcher.start("g@sigterm", **env)
+    wait_final(job_store, job_id)
+    assert check_ledger(job_store, object_store, job_id, images) == {"ok": 24}
+
+
+def test_a_chunk_that_keeps_killing_its_worker_is_dead_lettered(
+    launcher: WorkerLauncher,
+    job_store: JobStore,
+    object_store: ObjectStore,
+    fault_proxy: FaultProxy,
+    api_url: str,
+) -> None:
+    env = {
+        **LIMITS,
+        "YOLOQ_MODEL_NAME": "poison",
+        "YOLOQ_MAX_DELIVERIES": "2",
+        "YOLOQ_WORKER_CONCURRENCY": "1",
+        # Chunk 1's images download slowly, so the test sees it running and kills it.
+        "YOLOQ_S3_ENDPOINT_URL": fault_proxy.url,
+    }
+    name = "p@poison"
+    worker = launcher.start(name, **env)
+    queue = launcher.queue("poison")
+    images = (
+        put_images(object_store, 2, prefix="poison")
+        + put_images(object_store, 2, prefix="poison/fault-slow")
+        + put_images(object_store, 2, prefix="poison")
+    )
+    job_id = submit(job_store, queue, images, chunk_size=2)
+    # Whenever chunk 1 starts, its worker dies (as on a decoder crash or an OOM kill).
+    for delivery in (1, 2):
+        wait_until(
+            lambda d=delivery: _deliveries(job_store, job_id, 1) == d,  # type: ignore[misc]
+            60,
+            f"delivery {delivery} of chunk 1",
+        )
+        _kill(worker)
+        worker = launcher.start(name, **env)
+
+    record = wait_final(job_store, job_id)
+    assert record.public.status == JobStatus.PARTIAL
+    statuses = check_ledger(job_store, object_store, job_id, images)
+    assert statuses == {"ok": 4, ItemErrorCode.POISON: 2}
+    assert _deliveries(job_store, job_id, 1) == 3
+
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    page = httpx.get(f"{api_url}/v1/jobs/{job_id}/results", headers=headers).json()
+    poisoned = [item for item in page["items"] if item["status"] == "error"]
+    assert [item["index"] for item in poisoned] == [2, 3]
+    assert all(item["error"]["code"] == "poison" for item in poisoned)
+    assert "delivered 2 times" in poisoned[0]["error"]["message"]
+
+    admin = {"Authorization": f"Bearer {ADMIN_API_KEY}"}
+    letters = httpx.get(f"{api_url}/v1/dead-letters", headers=admin).json()
+    ours = [letter for letter in letters if letter["job_id"] == job_id]
+    assert len(ours) == 1
+    assert ours[0]["chunk"] == 1 and ours[0]["deliveries"] == 2 and ours[0]["worker"] == name
+    assert [ref["key"] for ref in ours[0]["task"]["images"]] == [ref.key for ref in images[2:4]]
+    assert httpx.get(f"{api_url}/v1/dead-letters", headers=headers).status_code == 403

@@ -1,0 +1,91 @@
+"""Jobs sent straight to a queue (no API), and the exactly-once ledger they must keep."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+
+from tests import image_factory as make
+from tests.conftest import INPUT_BUCKET, RESULTS_BUCKET
+from yoloq import keys
+from yoloq.archive import ResultArchive
+from yoloq.chunking import split_into_chunks
+from yoloq.job_store import JobRecord, JobStore
+from yoloq.local_services import wait_until
+from yoloq.object_store import ObjectStore
+from yoloq.queue import ChunkQueue
+from yoloq.schemas import ImageRef, InferenceParams, JobStatus, ObjectLocation
+
+
+def put_images(object_store: ObjectStore, n: int, prefix: str = "worker-test") -> list[ImageRef]:
+    refs = []
+    for i in range(n):
+        key = f"{prefix}/{uuid.uuid4().hex}.jpg"
+        object_store.put(INPUT_BUCKET, key, make.jpeg(200 + 40 * (i % 8), 160 + 20 * (i % 8), i))
+        refs.append(ImageRef(bucket=INPUT_BUCKET, key=key))
+    return refs
+
+
+def submit(
+    job_store: JobStore,
+    queue: ChunkQueue,
+    images: list[ImageRef],
+    chunk_size: int = 4,
+    ttl_s: int = 3600,
+) -> str:
+    job_id = uuid.uuid4().hex
+    chunks = split_into_chunks(job_id, queue.model, images, InferenceParams(), chunk_size)
+    job_store.create(
+        job_id,
+        tenant="tenant-a",
+        total=len(images),
+        chunks=len(chunks),
+        model=queue.model,
+        params=InferenceParams(),
+        results=ObjectLocation(bucket=RESULTS_BUCKET, key=keys.results_key(job_id)),
+        ttl_s=ttl_s,
+    )
+    for chunk in chunks:
+        queue.send(chunk)
+    return job_id
+
+
+def wait_final(job_store: JobStore, job_id: str, timeout_s: float = 120) -> JobRecord:
+    def final() -> bool:
+        record = job_store.get(job_id)
+        return record is not None and record.public.status.is_final
+
+    wait_until(final, timeout_s=timeout_s, what=f"job {job_id} to finish")
+    record = job_store.get(job_id)
+    assert record is not None
+    return record
+
+
+def check_ledger(
+    job_store: JobStore, object_store: ObjectStore, job_id: str, images: list[ImageRef]
+) -> Counter[str]:
+    """Every image of a finished job has exactly one result, in Redis and in S3; returns
+    the items by status. Fails on anything lost, doubled or out of place."""
+    record = job_store.get(job_id)
+    assert record is not None and record.public.status.is_final, record
+    total = len(images)
+    assert record.public.total == record.public.done == total, record.public
+    items = job_store.items(job_id, 0, total)
+    assert all(item is not None for item in items), "an image has no result in Redis"
+    assert [(i.index, i.key) for i in items if i] == [(n, ref.key) for n, ref in enumerate(images)]
+    assert record.public.failed == sum(1 for i in items if i and i.status == "error")
+
+    raw = object_store.get(RESULTS_BUCKET, keys.results_key(job_id)).decode()
+    lines = [json.loads(line) for line in raw.splitlines()]
+    indexes = Counter(line["index"] for line in lines)
+    doubled = [index for index, n in indexes.items() if n > 1]
+    assert not doubled, f"results.jsonl repeats items {doubled}"
+    assert sorted(indexes) == list(range(total)), "results.jsonl misses items"
+    assert ResultArchive(object_store, RESULTS_BUCKET).read_results(job_id) == items
+    return Counter(i.status if i.error is None else i.error.code for i in items if i)
+
+
+def finished_ok(job_store: JobStore, job_id: str) -> bool:
+    record = job_store.get(job_id)
+    return record is not None and record.public.status == JobStatus.SUCCEEDED

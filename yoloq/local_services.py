@@ -133,8 +133,10 @@ class ProcessGroup:
         self.stop_all()
 
 
-def start_redis(group: ProcessGroup, port: int, data_dir: Path) -> str:
-    """A throwaway Redis on loopback; returns its URL."""
+def start_redis(group: ProcessGroup, port: int, data_dir: Path, durable: bool = False) -> str:
+    """A Redis on loopback; returns its URL. Throwaway, or ``durable``: every write in an
+    append-only file in ``data_dir`` before it is acknowledged, so a restart (even after
+    ``kill -9``) finds everything again."""
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         redis_server_binary(),
@@ -142,9 +144,10 @@ def start_redis(group: ProcessGroup, port: int, data_dir: Path) -> str:
         "--port", str(port),
         "--dir", str(data_dir),
         "--save", "",
-        "--appendonly", "no",
+        "--appendonly", "yes" if durable else "no",
+        "--appendfsync", "always",
     ]  # fmt: skip
-    process = group.start("redis", argv)
+    process = group.start(f"redis-{port}", argv)
     group.wait_ready(process, lambda: port_open("127.0.0.1", port), timeout_s=15)
     return f"redis://127.0.0.1:{port}/0"
 

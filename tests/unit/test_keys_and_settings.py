@@ -55,3 +55,23 @@ def test_explicit_model_name_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YOLOQ_MODEL", "/models/a.pt")
     monkeypatch.setenv("YOLOQ_MODEL_NAME", "traffic")
     assert Settings().queue_model_name == "traffic"
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard", "visibility"),
+    [("900", "600", "3600"), ("600", "900", "800"), ("600", "600", "3600")],
+)
+def test_chunk_limits_must_be_in_order(
+    monkeypatch: pytest.MonkeyPatch, soft: str, hard: str, visibility: str
+) -> None:
+    monkeypatch.setenv("YOLOQ_CHUNK_SOFT_LIMIT_S", soft)
+    monkeypatch.setenv("YOLOQ_CHUNK_HARD_LIMIT_S", hard)
+    monkeypatch.setenv("YOLOQ_VISIBILITY_TIMEOUT_S", visibility)
+    with pytest.raises(ValueError, match=r"YOLOQ_CHUNK_SOFT_LIMIT_S .* < YOLOQ_CHUNK_HARD_LIMIT_S"):
+        Settings()
+
+
+def test_default_chunk_limits_are_in_order() -> None:
+    settings = Settings()
+    assert settings.chunk_soft_limit_s < settings.chunk_hard_limit_s
+    assert settings.chunk_hard_limit_s < settings.visibility_timeout_s

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install demo test lint typecheck unit redis bench clean
+.PHONY: install demo test lint typecheck unit redis bench soak clean
 
 # Torch first, from the pinned release, so no later install can pull a different build.
 $(VENV)/.installed: pyproject.toml
@@ -36,6 +36,11 @@ unit: install
 
 test: install redis lint typecheck
 	$(PY) -m pytest
+
+# Workers killed at random and Redis restarted under load, then the ledger checked
+# (tests/chaos). YOLOQ_SOAK_MINUTES sets its length (default 10).
+soak: install redis
+	$(PY) -m pytest -m slow tests/chaos -s
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,40 @@
+"""``bench/throughput.py --smoke``: every row of the benchmark runs through the real stack
+(API, Redis, S3, a worker per backend), so the benchmark cannot rot unnoticed.
+
+Only the shape of the report is checked, never a timing: performance lives in bench/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RATIOS = ("c_best/a", "c_best/best", "c_pt/a", "d/best")
+
+
+def test_smoke_run_prints_ratios_and_writes_its_report(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "throughput.py"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    printed = dict(re.findall(r"^(\S+)=([0-9.]+)", run.stdout, re.MULTILINE))
+    assert set(RATIOS) | {"overhead_p50_ms"} <= set(printed)
+
+    [path] = tmp_path.glob("throughput-*.json")
+    report = json.loads(path.read_text())
+    assert report["smoke"] is True and report["images"] == 4
+    assert set(report["rows"]) == {"a", "best", "c_pt", "c_best", "d", "overhead"}
+    for name in ("a", "best", "c_pt", "c_best", "d"):
+        assert report["rows"][name]["images_per_s"] > 0
+    assert set(report["ratios"]) == set(RATIOS)
+    assert all(value > 0 for value in report["ratios"].values())
+    assert set(report["targets_met"]) == {"c_best/a", "c_best/best", "d/best", "overhead_p50_ms"}

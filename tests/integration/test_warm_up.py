@@ -1,0 +1,24 @@
+"""Warm-up measures batch sizes at the size requests will ask for, not only the training size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from workers.device import parse_device
+from workers.model import CPU_BATCH_CANDIDATES, Detector
+
+
+def test_warm_up_measures_at_the_size_it_is_given(model_path: Path) -> None:
+    detector = Detector(model_path, parse_device("cpu"))
+    served = detector.default_imgsz + 64
+    warm = detector.warm_up(max_batch=None, imgsz=served)
+    assert warm.imgsz == served and detector.warmed
+    assert set(warm.per_image_s) == set(CPU_BATCH_CANDIDATES)
+    assert warm.max_batch in CPU_BATCH_CANDIDATES
+
+
+def test_warm_up_defaults_to_the_training_size(model_path: Path) -> None:
+    detector = Detector(model_path, parse_device("cpu"))
+    warm = detector.warm_up(max_batch=2)
+    assert warm.imgsz == detector.default_imgsz
+    assert warm.max_batch == 2 and warm.per_image_s == {}

@@ -156,6 +156,11 @@ class Stack:
         )
         self.group.wait_ready(self.worker, self.client.ready, timeout_s=600)
 
+    def max_batch(self) -> int:
+        """The batch size the worker chose at warm-up (or was given)."""
+        beats = self.jobs.live_workers(60)
+        return beats[0].max_batch if beats else 0
+
     def batch_histogram(self) -> dict[int, int]:
         # Read from Redis, not /v1/workers: that needs an admin key.
         beats = self.jobs.live_workers(60)
@@ -277,11 +282,12 @@ def main() -> None:
             stack = Stack(group, work, InferenceParams(imgsz=imgsz), imgsz)
             refs = stack.upload(paths)
             stack.start_worker(args.weights)
-            rows["c_pt"] = {"images_per_s": one_job(stack, refs)}
+            rows["c_pt"] = {"images_per_s": one_job(stack, refs), "max_batch": stack.max_batch()}
             stack.start_worker(best_weights)
             rows["c_best"] = {
                 "images_per_s": one_job(stack, refs),
                 "backend": best_weights.suffix[1:],
+                "max_batch": stack.max_batch(),
             }
             rate, mean_batch = many_jobs(stack, refs)
             rows["d"] = {"images_per_s": rate, "mean_batch": mean_batch}
@@ -307,7 +313,9 @@ def main() -> None:
         notes = {
             "a": f"Ultralytics defaults ({rows['a']['torch_threads']} torch threads)",
             "best": rows["best"]["config"],
-            "c_best": f"backend {rows['c_best']['backend']}",
+            "c_pt": f"worker max batch {rows['c_pt']['max_batch']}",
+            "c_best": f"backend {rows['c_best']['backend']}, "
+            f"worker max batch {rows['c_best']['max_batch']}",
             "d": f"mean batch {rows['d']['mean_batch']:.2f}",
         }.get(name, "")
         print(f"{name:<10}{row['images_per_s']:>10.1f}  {notes}")

@@ -18,6 +18,8 @@ class Heartbeat:
         self.runtime = runtime
         self.name = name
         self.interval_s = interval_s
+        # Three missed beats and the entry expires by itself.
+        self.ttl_s = 3 * interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
@@ -37,8 +39,7 @@ class Heartbeat:
             started_at=datetime.fromtimestamp(runtime.started_at, tz=UTC),
             last_seen=datetime.now(tz=UTC),
         )
-        # Three missed beats and the entry expires by itself.
-        runtime.jobs.heartbeat(beat, ttl_s=3 * self.interval_s)
+        runtime.jobs.heartbeat(beat, ttl_s=self.ttl_s)
         return beat
 
     def start(self) -> None:
@@ -59,7 +60,7 @@ class Heartbeat:
                 self.beat()
                 # Every live worker looks for dead ones, so their chunks come back
                 # whichever workers survive.
-                requeue_orphans(self.runtime.jobs, self.runtime.requeue, self.name)
+                requeue_orphans(self.runtime.jobs, self.runtime.requeue, self.name, self.ttl_s)
             except Exception:
                 # Redis may be restarting; the next beat tries again.
                 log.warning("heartbeat failed", exc_info=True)

@@ -31,10 +31,13 @@ def requeue_own_leftovers(jobs: JobStore, send: Callable[[ChunkTask], None], me:
     return len(tasks)
 
 
-def requeue_orphans(jobs: JobStore, send: Callable[[ChunkTask], None], me: str) -> int:
-    """The chunks of every other worker whose heartbeat has expired."""
+def requeue_orphans(
+    jobs: JobStore, send: Callable[[ChunkTask], None], me: str, silent_for_s: float
+) -> int:
+    """The chunks of every other worker silent for ``silent_for_s`` whose heartbeat has
+    expired."""
     requeued = 0
-    for worker in jobs.workers_with_inflight():
+    for worker in jobs.silent_workers(silent_for_s):
         if worker == me:
             continue
         tasks = jobs.claim_inflight(worker)

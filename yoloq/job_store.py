@@ -319,18 +319,17 @@ class JobStore:
         raw = self.redis.hvals(self.keys.inflight(worker))
         return [ChunkTask.model_validate_json(value) for value in raw]
 
-    def workers_with_inflight(self) -> list[str]:
-        prefix = self.keys.inflight_prefix()
-        return [
-            key.removeprefix(prefix) for key in self.redis.scan_iter(match=f"{prefix}*", count=100)
-        ]
+    def silent_workers(self, max_age_s: float) -> list[str]:
+        """Workers whose last heartbeat is older than ``max_age_s``: dead, or stopped
+        without saying so. ``claim_inflight`` drops them from the list."""
+        return list(self.redis.zrangebyscore(self.keys.workers(), "-inf", time.time() - max_age_s))
 
     def claim_inflight(self, worker: str, even_if_alive: bool = False) -> list[ChunkTask]:
         """Take a dead worker's in-flight chunks (none while its heartbeat lives, unless
         ``even_if_alive``); exactly one caller gets each."""
         raw = self._claim_inflight(
-            keys=[self.keys.worker(worker), self.keys.inflight(worker)],
-            args=["1" if even_if_alive else "0"],
+            keys=[self.keys.worker(worker), self.keys.inflight(worker), self.keys.workers()],
+            args=[worker, "1" if even_if_alive else "0"],
         )
         return [ChunkTask.model_validate_json(value) for value in raw]
 

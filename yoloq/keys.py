@@ -91,10 +91,7 @@ class RedisKeys:
         """Hash: ``job_id:chunk`` -> the task of each chunk a worker is running, so the
         chunks of a worker that died are requeued at once, not after the visibility
         timeout."""
-        return f"{self.inflight_prefix()}{worker}"
-
-    def inflight_prefix(self) -> str:
-        return f"{self.prefix}:inflight:"
+        return f"{self.prefix}:inflight:{worker}"
 
     def dead_letters(self) -> str:
         """List: chunks set aside as poison, newest first (see schemas.DeadLetter)."""

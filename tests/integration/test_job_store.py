@@ -152,13 +152,18 @@ def test_claim_inflight_only_from_a_dead_worker_and_only_once(store: JobStore) -
         last_seen=datetime.now(tz=UTC),
     )
     store.heartbeat(beat, ttl_s=60)
-    assert sorted(store.workers_with_inflight()) == ["alive", "dead"]
+    long_ago = datetime.fromtimestamp(time.time() - 100, tz=UTC)
+    store.heartbeat(beat.model_copy(update={"name": "dead", "last_seen": long_ago}), ttl_s=60)
+    store.redis.delete(store.keys.worker("dead"))  # its heartbeat expired
+    assert store.silent_workers(30) == ["dead"]
     assert store.claim_inflight("alive") == []
     assert [task.chunk for task in store.claim_inflight("dead")] == [1]
     assert store.claim_inflight("dead") == []
+    assert store.silent_workers(30) == []  # looked at once, then dropped
     # A restarted worker takes its own leftovers although its old heartbeat still lives.
     assert [task.chunk for task in store.claim_inflight("alive", even_if_alive=True)] == [0]
-    assert store.workers_with_inflight() == []
+    assert store.inflight("alive") == store.inflight("dead") == []
+    assert [w.name for w in store.live_workers(30)] == ["alive"]
 
 
 def test_dead_letters_newest_first(store: JobStore) -> None:

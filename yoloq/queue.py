@@ -30,7 +30,12 @@ def make_celery(settings: Settings) -> Celery:
         # Flower and `celery events` see tasks only with events on.
         worker_send_task_events=True,
         task_send_sent_event=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            # Look for chunks past the visibility timeout every 10 s (kombu's default
+            # looks every 100 s), so the backstop acts soon after the timeout.
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )

@@ -104,9 +104,10 @@ class Settings(BaseSettings):
     chunk_hard_limit_s: float = Field(default=900.0, gt=0)
     """A chunk still running after this has a stuck thread: the worker exits, so that its
     supervisor restarts it and the chunk is delivered again (see max_deliveries)."""
-    visibility_timeout_s: int = Field(default=3600, ge=10)
-    """The broker redelivers a chunk nobody acknowledged after this: the backstop when a
-    dead worker's chunks were not requeued from its in-flight list."""
+    visibility_timeout_s: int = Field(default=1200, ge=10)
+    """The broker redelivers a chunk nobody acknowledged after this: the backstop for a
+    dead worker's chunks that its in-flight list missed (killed in the moment between
+    taking a message and listing it)."""
     max_deliveries: int = Field(default=3, ge=1, le=100)
     """Deliveries of a chunk whose worker died each time; the next one sets the chunk
     aside in the dead-letter list and records its images as ``poison``."""

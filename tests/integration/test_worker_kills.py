@@ -3,6 +3,7 @@ real worker processes on the real broker: every image ends with exactly one resu
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import time
@@ -67,7 +68,9 @@ def test_kill_9_mid_job_loses_and_doubles_nothing(
         workers[victim] = launcher.start(victim, **env)
 
     for job_id, images in jobs.items():
-        wait_final(job_store, job_id, timeout_s=120)
+        # A kill in the moment between taking a message and listing it in flight leaves
+        # that chunk to the broker's redelivery: visibility timeout plus a 10 s look.
+        wait_final(job_store, job_id, timeout_s=150)
         assert check_ledger(job_store, object_store, job_id, images) == {"ok": len(images)}
     assert job_store.queued_images_for("kills") == 0
     assert all(process.alive() for process in workers.values())
@@ -164,3 +167,34 @@ def test_a_chunk_that_keeps_killing_its_worker_is_dead_lettered(
     assert ours[0]["chunk"] == 1 and ours[0]["deliveries"] == 2 and ours[0]["worker"] == name
     assert [ref["key"] for ref in ours[0]["task"]["images"]] == [ref.key for ref in images[2:4]]
     assert httpx.get(f"{api_url}/v1/dead-letters", headers=headers).status_code == 403
+
+
+def test_a_chunk_taken_but_never_listed_returns_after_the_visibility_timeout(
+    launcher: WorkerLauncher, job_store: JobStore, object_store: ObjectStore
+) -> None:
+    """The backstop: a worker killed between taking a message and listing it in flight.
+    The test takes the message itself, the way kombu does, and never acknowledges it."""
+    env = {
+        "YOLOQ_MODEL_NAME": "backstop",
+        "YOLOQ_MAX_BATCH": "2",
+        "YOLOQ_CHUNK_SOFT_LIMIT_S": "4",
+        "YOLOQ_CHUNK_HARD_LIMIT_S": "8",
+        "YOLOQ_VISIBILITY_TIMEOUT_S": "10",
+    }
+    queue = launcher.queue("backstop")
+    images = put_images(object_store, 2, prefix="backstop")
+    job_id = submit(job_store, queue, images, chunk_size=2)
+    redis = job_store.redis
+    raw = redis.rpop(keys.queue_for_chunk("backstop", "normal", 0))
+    assert raw is not None
+    message = json.loads(raw)
+    info = message["properties"]["delivery_info"]
+    tag = message["properties"]["delivery_tag"]
+    redis.hset("unacked", tag, json.dumps([message, info["exchange"], info["routing_key"]]))
+    redis.zadd("unacked_index", {tag: time.time()})
+
+    launcher.start("w@backstop", **env)
+    record = wait_final(job_store, job_id, timeout_s=60)
+    assert record.public.status == JobStatus.SUCCEEDED
+    assert check_ledger(job_store, object_store, job_id, images) == {"ok": 2}
+    assert redis.hget("unacked", tag) is None

@@ -60,12 +60,12 @@ def run_worker(
     weights = resolve_weights(settings.model, store, settings.cache_dir)
     detector = Detector(weights, device)
     log.info("model %s (sha256 %s) loaded on %s", weights, detector.sha256[:12], device.requested)
-    warm = detector.warm_up(max_batch=settings.max_batch)
+    warm = detector.warm_up(max_batch=settings.max_batch, imgsz=settings.warmup_imgsz)
     costs = ", ".join(f"{size}: {1000 * s:.1f} ms" for size, s in warm.per_image_s.items())
     log.info(
         "model warmed in %.1fs at imgsz %d; max batch %d%s",
         warm.seconds,
-        detector.default_imgsz,
+        warm.imgsz,
         warm.max_batch,
         f" (per-image cost by batch size: {costs})" if costs else " (YOLOQ_MAX_BATCH)",
     )

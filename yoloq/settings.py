@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     """Threads per chunk fetching and decoding its images."""
     max_batch: int | None = Field(default=None, ge=1, le=1024)
     """Most images per model call; unset, the worker measures and picks it at warm-up."""
+    warmup_imgsz: int | None = Field(default=None, ge=32, le=8192)
+    """The inference size the worker measures batch sizes and warms up at; unset, the
+    model's training size. Set it to the ``imgsz`` the jobs ask for."""
     max_delay_ms: float = Field(default=5.0, ge=0)
     """How long the batcher waits for a batch to fill once its first image is ready."""
     metrics_port: int = Field(default=9108, ge=0, le=65535)

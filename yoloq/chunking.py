@@ -19,16 +19,18 @@ def split_into_chunks(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
     queued_at = time.time()
+    starts = range(0, len(images), chunk_size)
     return [
         ChunkTask(
             job_id=job_id,
             model=model,
             chunk=number,
             start=start,
+            job_chunks=len(starts),
             images=images[start : start + chunk_size],
             params=params,
             priority=priority,
             queued_at=queued_at,
         )
-        for number, start in enumerate(range(0, len(images), chunk_size))
+        for number, start in enumerate(starts)
     ]

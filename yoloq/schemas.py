@@ -307,6 +307,7 @@ class ChunkTask(BaseModel):
     model: str = Field(description="The model (and so the queue) the job was sent to.")
     chunk: int = Field(ge=0)
     start: int = Field(ge=0, description="Index of the chunk's first image in the job.")
+    job_chunks: int = Field(default=0, ge=0, description="Chunks in the job (0: not known).")
     images: list[ImageRef]
     params: InferenceParams
     priority: Priority = "normal"

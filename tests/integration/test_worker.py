@@ -155,3 +155,15 @@ def test_a_pickled_message_is_refused_not_run(
     assert not marker.exists()
     # The worker is still there and still works.
     assert any(w.warmed for w in job_store.live_workers(30))
+
+
+def test_a_one_chunk_job_writes_its_results_without_a_part(
+    job_store: JobStore, queue: ChunkQueue, object_store: ObjectStore
+) -> None:
+    images = put_images(object_store, 2)
+    job_id = submit(job_store, queue, images, chunk_size=4)
+    record = wait_final(job_store, job_id)
+    assert record.public.status == JobStatus.SUCCEEDED
+    archive = ResultArchive(object_store, RESULTS_BUCKET)
+    assert archive.read_results(job_id) == job_store.items(job_id, 0, 2)
+    assert object_store.get_if_exists(RESULTS_BUCKET, keys.result_part_key(job_id, 0)) is None

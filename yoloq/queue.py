@@ -47,18 +47,21 @@ def queue_for(settings: Settings) -> str:
 
 
 class ChunkQueue:
-    """Sends chunks of a job to the lists of its model and priority."""
+    """Sends chunks to the lists of their model and priority."""
 
     def __init__(self, app: Celery, model: str) -> None:
         self.app = app
         self.model = model
         self.queues = keys.priority_queues(model)
+        """The lists of ``model``, highest priority first."""
 
     def send(self, chunk: ChunkTask) -> None:
+        # By the chunk's own model: a worker requeuing a dead worker's chunks may serve
+        # another model.
         self.app.send_task(
             keys.INFER_TASK,
             args=[chunk.model_dump(mode="json")],
-            queue=keys.queue_for_chunk(self.model, chunk.priority, chunk.chunk),
+            queue=keys.queue_for_chunk(chunk.model, chunk.priority, chunk.chunk),
             # Names the task in Flower without putting image data in its arguments.
             shadow=f"{keys.INFER_TASK}[{chunk.job_id}:{chunk.chunk}]",
         )

@@ -65,3 +65,28 @@ def test_waiting_chunks_are_the_lists_keda_watches(settings: Settings, app: Cele
     finally:
         client.delete(*lists)
         client.close()
+
+
+def test_a_chunk_goes_to_its_own_models_lists_whoever_sends_it(
+    settings: Settings, app: Celery
+) -> None:
+    # A worker of one model requeues a dead worker's chunk of another.
+    other = f"{settings.queue_model_name}-other"
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        ChunkQueue(app, settings.queue_model_name).send(
+            ChunkTask(
+                job_id=uuid.uuid4().hex,
+                model=other,
+                chunk=0,
+                start=0,
+                images=[ImageRef(bucket="images", key="0.jpg")],
+                params=InferenceParams(),
+                queued_at=time.time(),
+            )
+        )
+        assert client.llen(queue_name(other)) == 1
+        assert client.llen(queue_name(settings.queue_model_name)) == 0
+    finally:
+        client.delete(queue_name(other))
+        client.close()

@@ -76,7 +76,7 @@ def test_a_redelivered_chunk_changes_nothing(
     # The broker delivers chunk 0 again, as after a visibility timeout. Its part is
     # removed first: the duplicate is not run again, but it restores the part.
     object_store.client.delete_object(Bucket=RESULTS_BUCKET, Key=keys.result_part_key(job_id, 0))
-    queue.send(split_into_chunks(job_id, "test", images, InferenceParams(), 2)[0])
+    queue.send(split_into_chunks(job_id, queue.model, images, InferenceParams(), 2)[0])
 
     def duplicate_done() -> bool:
         # Rewritten part, and nothing left unacknowledged: the task ran to its end.

@@ -45,6 +45,7 @@ def submit(
         params=InferenceParams(),
         results=ObjectLocation(bucket=RESULTS_BUCKET, key=keys.results_key(job_id)),
         ttl_s=ttl_s,
+        tasks=chunks,
     )
     for chunk in chunks:
         queue.send(chunk)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from workers.inflight import requeue_orphans
 from workers.runtime import WorkerRuntime
+from workers.sweeper import sweep_lost_chunks
 from yoloq.schemas import WorkerHeartbeat
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,11 @@ class Heartbeat:
                 # Every live worker looks for dead ones, so their chunks come back
                 # whichever workers survive.
                 requeue_orphans(self.runtime.jobs, self.runtime.requeue, self.name, self.ttl_s)
+                sweep_lost_chunks(
+                    self.runtime.jobs,
+                    self.runtime.requeue,
+                    self.runtime.settings.lost_chunk_after_s,
+                )
             except Exception:
                 # Redis may be restarting; the next beat tries again.
                 log.warning("heartbeat failed", exc_info=True)

@@ -39,6 +39,10 @@ REQUEUED_CHUNKS = Counter(
     "yoloq_worker_requeued_chunks_total",
     "Chunks a dead worker was running, sent back to the queue by this one.",
 )
+LOST_CHUNKS = Counter(
+    "yoloq_worker_lost_chunks_total",
+    "Chunks the broker lost (taken by a worker that died before recording it), sent again.",
+)
 OUTAGE_RETRIES = Counter(
     "yoloq_worker_outage_retries_total",
     "Retries of a chunk's Redis or S3 step while a store was unreachable.",

@@ -121,6 +121,7 @@ class JobStore:
         params: InferenceParams,
         results: ObjectLocation,
         ttl_s: int,
+        tasks: list[ChunkTask] | None = None,
     ) -> JobRecord:
         now = time.time()
         key = self.keys.job(job_id)
@@ -143,6 +144,11 @@ class JobStore:
         pipe.hset(key, mapping=fields)
         pipe.expire(key, ttl_s)
         pipe.incrby(self.keys.queued_images(model), total)
+        if tasks:
+            tasks_key = self.keys.job_tasks(job_id)
+            pipe.hset(tasks_key, mapping={str(t.chunk): t.model_dump_json() for t in tasks})
+            pipe.expire(tasks_key, ttl_s)
+            pipe.zadd(self.keys.active_jobs(), {job_id: now})
         pipe.execute()
         record = self.get(job_id)
         assert record is not None
@@ -210,7 +216,9 @@ class JobStore:
             self.keys.job_items(job_id),
             self.keys.job_chunks_done(job_id),
             self.keys.job_deliveries(job_id),
+            self.keys.job_tasks(job_id),
         )
+        self.redis.zrem(self.keys.active_jobs(), job_id)
 
     def start_chunk(self, task: ChunkTask, worker: str) -> ChunkStart:
         """A delivery of ``task`` begins on ``worker``: whether to run it, and if so how
@@ -288,6 +296,24 @@ class JobStore:
         raw = self.redis.hmget(self.keys.job_items(job_id), indexes)
         return [ResultItem.model_validate_json(value) if value else None for value in raw]
 
+    # Lost chunks
+
+    def active_jobs(self, created_before: float) -> list[str]:
+        return list(self.redis.zrangebyscore(self.keys.active_jobs(), "-inf", created_before))
+
+    def forget_active(self, job_id: str) -> None:
+        self.redis.zrem(self.keys.active_jobs(), job_id)
+
+    def chunk_tasks(self, job_id: str) -> dict[int, ChunkTask]:
+        raw = self.redis.hgetall(self.keys.job_tasks(job_id))
+        return {int(chunk): ChunkTask.model_validate_json(value) for chunk, value in raw.items()}
+
+    def counted_chunks(self, job_id: str) -> set[int]:
+        return {int(chunk) for chunk in self.redis.smembers(self.keys.job_chunks_done(job_id))}
+
+    def take_sweep_lock(self, hold_s: float) -> bool:
+        return bool(self.redis.set(self.keys.sweep_lock(), "1", nx=True, px=int(hold_s * 1000)))
+
     # Dead letters
 
     def add_dead_letter(self, letter: DeadLetter, keep: int = 10_000) -> None:
@@ -314,6 +340,13 @@ class JobStore:
 
     def clear_inflight(self, worker: str) -> None:
         self.redis.delete(self.keys.inflight(worker))
+
+    def all_inflight(self) -> set[str]:
+        """``job_id:chunk`` of every chunk any known worker holds."""
+        held: set[str] = set()
+        for worker in self.redis.zrange(self.keys.workers(), 0, -1):
+            held.update(self.redis.hkeys(self.keys.inflight(worker)))
+        return held
 
     def inflight(self, worker: str) -> list[ChunkTask]:
         raw = self.redis.hvals(self.keys.inflight(worker))

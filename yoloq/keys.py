@@ -71,6 +71,18 @@ class RedisKeys:
         its worker."""
         return f"{self.prefix}:job:{job_id}:deliveries"
 
+    def job_tasks(self, job_id: str) -> str:
+        """Hash: chunk index -> its task, so a chunk the broker lost can be sent again."""
+        return f"{self.prefix}:job:{job_id}:tasks"
+
+    def active_jobs(self) -> str:
+        """Sorted set: jobs not yet swept as finished, by creation time."""
+        return f"{self.prefix}:active-jobs"
+
+    def sweep_lock(self) -> str:
+        """String: held by the one worker sweeping for lost chunks."""
+        return f"{self.prefix}:sweep-lock"
+
     def queued_images(self, model: str) -> str:
         """Integer: images submitted for a model and not yet done (what the queue holds)."""
         return f"{self.prefix}:queued-images:{model}"

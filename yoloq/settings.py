@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     """The broker redelivers a chunk nobody acknowledged after this: the backstop for a
     dead worker's chunks that its in-flight list missed (killed in the moment between
     taking a message and listing it)."""
+    lost_chunk_after_s: float = Field(default=120.0, gt=0)
+    """A chunk of a running job found nowhere (not queued, held or recorded) this long
+    after its job was submitted is sent again; see workers/sweeper.py."""
     max_deliveries: int = Field(default=3, ge=1, le=100)
     """Deliveries of a chunk whose worker died each time; the next one sets the chunk
     aside in the dead-letter list and records its images as ``poison``."""

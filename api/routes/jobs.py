@@ -217,6 +217,7 @@ def submit_job(
         params=body.params,
         results=ObjectLocation(bucket=settings.results_bucket, key=keys.results_key(job_id)),
         ttl_s=settings.result_ttl_s,
+        tasks=chunks,
     )
     try:
         for chunk in chunks:

@@ -133,6 +133,8 @@ def test_soak(launcher: WorkerLauncher, object_store: ObjectStore, tmp_path: Pat
         "YOLOQ_CHUNK_HARD_LIMIT_S": "30",
         # Short, so the broker's own redelivery (the backstop) acts within the soak too.
         "YOLOQ_VISIBILITY_TIMEOUT_S": "45",
+        # A chunk the broker loses to a kill is found and sent again after this.
+        "YOLOQ_LOST_CHUNK_AFTER_S": "30",
         # Random kills are not poison: a chunk killed twice by chance must still run.
         "YOLOQ_MAX_DELIVERIES": "10",
     }
@@ -192,12 +194,16 @@ def test_soak(launcher: WorkerLauncher, object_store: ObjectStore, tmp_path: Pat
         duplicated += sum(n - 1 for n in lines.values()) + max(0, record.public.done - len(refs))
         for item in jobs.items(job_id, 0, len(refs)):
             outcomes[item.error.code if item and item.error else "ok"] += 1
+    resent = sum(
+        log.read_text(errors="replace").count("lost by the broker")
+        for log in group.log_dir.glob("worker-*.log")
+    )
     summary = (
         f"soak: minutes={minutes:.1f} kills={ledger.kills} "
         f"redis_restarts={ledger.redis_restarts} jobs={len(ledger.submitted)} "
         f"images={images} lost={lost} duplicated={duplicated} "
         f"refused_while_down={ledger.refused} outcomes={dict(outcomes)} "
-        f"dead_letters={jobs.dead_letter_count()}"
+        f"dead_letters={jobs.dead_letter_count()} lost_by_broker_and_resent={resent}"
     )
     print(summary)
     (Path(os.environ.get("YOLOQ_SOAK_REPORT", tmp_path / "soak.txt"))).write_text(summary + "\n")

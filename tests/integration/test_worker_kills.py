@@ -198,3 +198,20 @@ def test_a_chunk_taken_but_never_listed_returns_after_the_visibility_timeout(
     assert record.public.status == JobStatus.SUCCEEDED
     assert check_ledger(job_store, object_store, job_id, images) == {"ok": 2}
     assert redis.hget("unacked", tag) is None
+
+
+def test_a_chunk_the_broker_lost_is_sent_again(
+    launcher: WorkerLauncher, job_store: JobStore, object_store: ObjectStore
+) -> None:
+    """kombu takes a message with BRPOP before it records it as unacknowledged: a worker
+    killed in between loses it outright. The test takes it and drops it, the same way."""
+    queue = launcher.queue("lost")
+    images = put_images(object_store, 6, prefix="lost")
+    job_id = submit(job_store, queue, images, chunk_size=2)
+    assert job_store.redis.rpop(keys.queue_for_chunk("lost", "normal", 0)) is not None
+
+    launcher.start("w@lost", YOLOQ_MODEL_NAME="lost", YOLOQ_LOST_CHUNK_AFTER_S="2")
+    record = wait_final(job_store, job_id, timeout_s=60)
+    assert record.public.status == JobStatus.SUCCEEDED
+    assert check_ledger(job_store, object_store, job_id, images) == {"ok": 6}
+    assert _deliveries(job_store, job_id, 0) == 1  # sent again once, run once

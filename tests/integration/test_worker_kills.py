@@ -7,6 +7,7 @@ import json
 import random
 import signal
 import time
+import uuid
 
 import httpx
 
@@ -201,17 +202,22 @@ def test_a_chunk_taken_but_never_listed_returns_after_the_visibility_timeout(
 
 
 def test_a_chunk_the_broker_lost_is_sent_again(
-    launcher: WorkerLauncher, job_store: JobStore, object_store: ObjectStore
+    launcher: WorkerLauncher, redis_url: str, object_store: ObjectStore
 ) -> None:
     """kombu takes a message with BRPOP before it records it as unacknowledged: a worker
     killed in between loses it outright. The test takes it and drops it, the same way."""
-    queue = launcher.queue("lost")
+    # A deployment of its own: the sweep runs by the settings of the deployment's workers.
+    prefix = f"lost-{uuid.uuid4().hex[:8]}"
+    job_store = JobStore.from_url(redis_url, prefix)
+    own = WorkerLauncher(launcher.group, {**launcher.env, "YOLOQ_KEY_PREFIX": prefix}, job_store)
+    queue = own.queue("lost")
     images = put_images(object_store, 6, prefix="lost")
     job_id = submit(job_store, queue, images, chunk_size=2)
     assert job_store.redis.rpop(keys.queue_for_chunk("lost", "normal", 0)) is not None
 
-    launcher.start("w@lost", YOLOQ_MODEL_NAME="lost", YOLOQ_LOST_CHUNK_AFTER_S="2")
+    own.start("w@lost", YOLOQ_MODEL_NAME="lost", YOLOQ_LOST_CHUNK_AFTER_S="2")
     record = wait_final(job_store, job_id, timeout_s=60)
     assert record.public.status == JobStatus.SUCCEEDED
     assert check_ledger(job_store, object_store, job_id, images) == {"ok": 6}
     assert _deliveries(job_store, job_id, 0) == 1  # sent again once, run once
+    job_store.redis.close()

@@ -2,7 +2,7 @@
 
 Each worker lists the chunks it is running in Redis (``JobStore.track_inflight``). When a
 worker is killed, its chunks are still unacknowledged in the broker, which redelivers
-them only after the visibility timeout (an hour by default). Instead, the worker itself
+them only after the visibility timeout (20 minutes by default). Instead, the worker itself
 requeues them when it restarts, and any other worker does once the dead one's heartbeat
 expires. Requeuing is safe because a chunk delivered twice is recorded once; the broker's
 own redelivery later is skipped the same way.
@@ -20,15 +20,22 @@ from yoloq.schemas import ChunkTask
 log = logging.getLogger(__name__)
 
 
-def requeue_own_leftovers(jobs: JobStore, send: Callable[[ChunkTask], None], me: str) -> int:
-    """At start: the chunks this worker's previous run left unfinished."""
-    tasks = jobs.claim_inflight(me, even_if_alive=True)
+def _requeue(
+    jobs: JobStore, send: Callable[[ChunkTask], None], worker: str, even_if_alive: bool
+) -> int:
+    tasks = jobs.claim_inflight(worker, even_if_alive=even_if_alive)
     for task in tasks:
         send(task)
-    if tasks:
-        log.warning("requeued %d chunk(s) left unfinished by this worker's last run", len(tasks))
-        metrics.REQUEUED_CHUNKS.inc(len(tasks))
+    metrics.REQUEUED_CHUNKS.inc(len(tasks))
     return len(tasks)
+
+
+def requeue_own_leftovers(jobs: JobStore, send: Callable[[ChunkTask], None], me: str) -> int:
+    """At start: the chunks this worker's previous run left unfinished."""
+    requeued = _requeue(jobs, send, me, even_if_alive=True)
+    if requeued:
+        log.warning("requeued %d chunk(s) left unfinished by this worker's last run", requeued)
+    return requeued
 
 
 def requeue_orphans(
@@ -40,15 +47,12 @@ def requeue_orphans(
     for worker in jobs.silent_workers(silent_for_s):
         if worker == me:
             continue
-        tasks = jobs.claim_inflight(worker)
-        for task in tasks:
-            send(task)
-        if tasks:
+        count = _requeue(jobs, send, worker, even_if_alive=False)
+        if count:
             log.warning(
                 "worker %s stopped sending heartbeats; requeued the %d chunk(s) it was running",
                 worker,
-                len(tasks),
+                count,
             )
-            metrics.REQUEUED_CHUNKS.inc(len(tasks))
-        requeued += len(tasks)
+        requeued += count
     return requeued

@@ -19,7 +19,6 @@ too much) and the sweep waits for the backlog to shrink.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 
@@ -32,15 +31,14 @@ from yoloq.schemas import ChunkTask
 
 log = logging.getLogger(__name__)
 
-# The Celery message names the chunk in its shadow name (see yoloq.queue.ChunkQueue).
-_CHUNK_NAME = re.compile(r"yoloq\.infer_chunk\[([0-9a-f]{32}:\d+)\]")
 KOMBU_UNACKED = "unacked"
 """kombu's hash of messages delivered and not yet acknowledged (its default name)."""
 MAX_QUEUED_TO_READ = 5_000
 
 
 def _chunk_names(messages: list[str]) -> set[str]:
-    return {match.group(1) for raw in messages for match in _CHUNK_NAME.finditer(raw)}
+    # Each message carries its chunk's task name (yoloq.queue.ChunkQueue sets it).
+    return {match.group(1) for raw in messages for match in keys.CHUNK_TASK_NAME.finditer(raw)}
 
 
 def queued_chunks(client: redis.Redis[str], lists: list[str]) -> set[str] | None:
@@ -70,14 +68,14 @@ def sweep_lost_chunks(
     if queued is None:
         log.info("more than %d chunks queued; not looking for lost ones now", MAX_QUEUED_TO_READ)
         return 0
-    held = jobs.all_inflight() | _chunk_names(jobs.redis.hvals(KOMBU_UNACKED))
+    somewhere = queued | jobs.all_inflight() | _chunk_names(jobs.redis.hvals(KOMBU_UNACKED))
     resent = 0
     for job_id, record in records.items():
         counted = jobs.counted_chunks(job_id)
         lost = [
             chunk
             for chunk in range(record.chunks)
-            if chunk not in counted and f"{job_id}:{chunk}" not in queued | held
+            if chunk not in counted and keys.chunk_id(job_id, chunk) not in somewhere
         ]
         if not lost:
             continue

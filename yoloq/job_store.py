@@ -80,7 +80,7 @@ class ChunkStart:
 
 
 def _inflight_field(task: ChunkTask) -> str:
-    return f"{task.job_id}:{task.chunk}"
+    return keys.chunk_id(task.job_id, task.chunk)
 
 
 class JobGone(Exception):
@@ -272,12 +272,6 @@ class JobStore:
 
     def is_cancelled(self, job_id: str) -> bool:
         return self.redis.hget(self.keys.job(job_id), "status") == JobStatus.CANCELLED.value
-
-    def chunk_counted(self, job_id: str, chunk: int) -> bool:
-        return bool(self.redis.sismember(self.keys.job_chunks_done(job_id), str(chunk)))
-
-    def exists(self, job_id: str) -> bool:
-        return bool(self.redis.exists(self.keys.job(job_id)))
 
     def finish(self, job_id: str, status: JobStatus) -> JobStatus:
         """Set the final status unless one is set already; returns the status that stands."""

@@ -17,6 +17,20 @@ WEBHOOK_TASK = "yoloq.deliver_webhook"
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
 
+def chunk_id(job_id: str, chunk: int) -> str:
+    """``job_id:chunk``: names a chunk in in-flight lists and in its Celery task's name."""
+    return f"{job_id}:{chunk}"
+
+
+def chunk_task_name(job_id: str, chunk: int) -> str:
+    """The name Flower shows for a chunk's task (Celery's ``shadow``), without its images."""
+    return f"{INFER_TASK}[{chunk_id(job_id, chunk)}]"
+
+
+CHUNK_TASK_NAME = re.compile(re.escape(INFER_TASK) + r"\[([0-9a-f]{32}:\d+)\]")
+"""Finds ``chunk_task_name`` in a raw message; its group is the ``chunk_id``."""
+
+
 def queue_name(model_name: str) -> str:
     """One queue per model, so workers holding different models never take each other's work.
     This is the first of its normal-priority lists (see ``priority_queues``)."""

@@ -63,5 +63,5 @@ class ChunkQueue:
             args=[chunk.model_dump(mode="json")],
             queue=keys.queue_for_chunk(chunk.model, chunk.priority, chunk.chunk),
             # Names the task in Flower without putting image data in its arguments.
-            shadow=f"{keys.INFER_TASK}[{chunk.job_id}:{chunk.chunk}]",
+            shadow=keys.chunk_task_name(chunk.job_id, chunk.chunk),
         )

@@ -5,6 +5,11 @@ oldest waiting input, then collects more inputs of the same batch key until it h
 ``max_batch`` or ``max_delay_s`` has passed since that first input arrived, and runs them
 in one call. Inputs with other keys wait their turn in arrival order, so none starves.
 
+It waits only for inputs it has been told are coming: callers ``announce`` inputs they are
+still downloading or decoding, and ``submit(..., announced=True)`` or ``withdraw`` each.
+With none announced a batch runs at once, so a lone image never waits for company that
+is not on its way.
+
 It knows nothing of Celery, S3 or Ultralytics: ``run_batch`` is any function from a list
 of inputs to a list of outputs of the same length.
 """
@@ -57,6 +62,7 @@ class Batcher(Generic[In, Out]):
         self.batch_key = batch_key
         self.on_batch = on_batch
         self._waiting: deque[_Request[In, Out]] = deque()
+        self._announced = 0
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -65,9 +71,23 @@ class Batcher(Generic[In, Out]):
         self._thread.start()
         return self
 
-    def submit(self, value: In) -> Future[Out]:
+    def announce(self, count: int) -> None:
+        """``count`` inputs are on their way: a batch that is not full may wait for them."""
+        with self._cond:
+            self._announced += count
+
+    def withdraw(self, count: int = 1) -> None:
+        """Announced inputs that will not come after all (they failed to download)."""
+        with self._cond:
+            self._announced = max(0, self._announced - count)
+            self._cond.notify()
+
+    def submit(self, value: In, *, announced: bool = False) -> Future[Out]:
+        """Queue one input; ``announced`` if it was counted in ``announce`` before."""
         request: _Request[In, Out] = _Request(value, self.batch_key(value), time.monotonic())
         with self._cond:
+            if announced:
+                self._announced = max(0, self._announced - 1)
             if self._stopping:
                 raise BatcherStopped("the batcher is stopped")
             self._waiting.append(request)
@@ -97,7 +117,7 @@ class Batcher(Generic[In, Out]):
             while not self._stopping:
                 same = sum(1 for r in self._waiting if r.key == first.key)
                 remaining = deadline - time.monotonic()
-                if same >= self.max_batch or remaining <= 0:
+                if same >= self.max_batch or remaining <= 0 or not self._announced:
                     break
                 self._cond.wait(remaining)
             batch: list[_Request[In, Out]] = []

@@ -23,6 +23,12 @@ def worker_name(name: str | None, device: Device) -> str:
     return str(host_format(name or f"{device.label}@%h"))
 
 
+def default_concurrency(max_batch: int) -> int:
+    """Chunks a worker holds at once when YOLOQ_WORKER_CONCURRENCY is unset: enough
+    one-image chunks to fill the next batch while the current one runs."""
+    return min(128, max(4, 2 * max_batch))
+
+
 def run_worker(
     device_name: str = "auto",
     *,
@@ -73,6 +79,8 @@ def run_worker(
     metrics.MAX_BATCH.set(warm.max_batch)
     metrics.serve(settings.metrics_port, device.host_index)
     hostname = worker_name(name, device)
+    threads = concurrency or settings.worker_concurrency or default_concurrency(warm.max_batch)
+    log.info("taking up to %d chunks at once", threads)
     watchdog = Watchdog(settings.chunk_hard_limit_s).start()
     stats = worker_runtime.WorkerStats()
     batcher = make_batcher(
@@ -109,7 +117,7 @@ def run_worker(
                 # Threads, not prefork: no fork after CUDA is initialised, and one model
                 # in memory shared by every task.
                 "--pool=threads",
-                f"--concurrency={concurrency or settings.worker_concurrency}",
+                f"--concurrency={threads}",
                 f"--queues={','.join(keys.priority_queues(settings.queue_model_name))}",
                 f"--hostname={hostname}",
                 f"--loglevel={loglevel}",

@@ -143,10 +143,11 @@ class Detector:
         per_image_s: dict[int, float] = {}
         if max_batch is None:
             candidates = GPU_BATCH_CANDIDATES if self.device.is_cuda else CPU_BATCH_CANDIDATES
-            per_image_s = {size: self._per_image_seconds(size, imgsz) for size in candidates}
-            best = min(per_image_s.values())
-            # The smallest batch within 5% of the best: larger ones only add waiting.
-            max_batch = min(size for size, cost in per_image_s.items() if cost <= best * 1.05)
+            per_image_s = self._per_image_seconds(candidates, imgsz)
+            # The cheapest per image. A larger batch costs a lone image nothing: the
+            # batcher waits only for images it knows are coming, and at most
+            # YOLOQ_MAX_DELAY_MS.
+            max_batch = min(per_image_s, key=lambda size: per_image_s[size])
         for size in range(1, max_batch + 1):
             for warm_size in dict.fromkeys((imgsz, self.default_imgsz)):
                 self._run_blank(size, warm_size)
@@ -157,15 +158,22 @@ class Detector:
         blank = np.zeros((imgsz, imgsz, 3), dtype=np.uint8)
         self.predict_batch([blank] * size, InferenceParams(imgsz=imgsz))
 
-    def _per_image_seconds(self, size: int, imgsz: int, repeats: int = 3) -> float:
-        # The fastest of a few runs: other processes on the machine only ever add time.
-        self._run_blank(size, imgsz)
-        best = float("inf")
-        for _ in range(repeats):
-            started = time.perf_counter()
+    def _per_image_seconds(
+        self, sizes: tuple[int, ...], imgsz: int, rounds: int = 4
+    ) -> dict[int, float]:
+        """Seconds per image at each batch size: the fastest of a few rounds. Sizes take
+        turns within each round, so a burst of load elsewhere on the machine, or the
+        first slow calls after a thread-count change, cannot fall on one size alone; the
+        fastest round is kept because other processes only ever add time."""
+        for size in sizes:
             self._run_blank(size, imgsz)
-            best = min(best, time.perf_counter() - started)
-        return best / size
+        best = dict.fromkeys(sizes, float("inf"))
+        for _ in range(rounds):
+            for size in sizes:
+                started = time.perf_counter()
+                self._run_blank(size, imgsz)
+                best[size] = min(best[size], (time.perf_counter() - started) / size)
+        return best
 
     def _use_all_cores(self) -> None:
         # Ultralytics resets torch to (cores - 1) threads when its predictor starts on the

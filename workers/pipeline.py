@@ -84,7 +84,21 @@ class Staged:
 
 
 def stage(runtime: WorkerRuntime, ref: ImageRef, params: InferenceParams, queue_s: float) -> Staged:
-    """Runs on an I/O thread, so downloads and decodes overlap inference."""
+    """Runs on an I/O thread, so downloads and decodes overlap inference. The image was
+    announced to the batcher: it is submitted, or withdrawn if it cannot be."""
+    submitted = False
+    try:
+        staged = _fetch_and_decode(runtime, ref, params, queue_s)
+        submitted = staged.output is not None
+        return staged
+    finally:
+        if not submitted:
+            runtime.batcher.withdraw()
+
+
+def _fetch_and_decode(
+    runtime: WorkerRuntime, ref: ImageRef, params: InferenceParams, queue_s: float
+) -> Staged:
     started = time.perf_counter()
     data = fetch(runtime.store, ref, runtime.settings.max_image_bytes)
     fetched = time.perf_counter()
@@ -100,7 +114,7 @@ def stage(runtime: WorkerRuntime, ref: ImageRef, params: InferenceParams, queue_
     timings = timings.model_copy(update={"decode_s": decoded - fetched})
     metrics.STAGE_SECONDS.labels("decode").observe(decoded - fetched)
     height, width = image.shape[:2]
-    output = runtime.batcher.submit(InferenceInput(image, params))
+    output = runtime.batcher.submit(InferenceInput(image, params), announced=True)
     return Staged(timings, width=width, height=height, output=output, submitted_at=decoded)
 
 
@@ -149,6 +163,9 @@ def run_chunk(runtime: WorkerRuntime, task: ChunkTask, deadline: float) -> list[
     queue_s = max(0.0, time.time() - task.queued_at)
     metrics.STAGE_SECONDS.labels("queue").observe(queue_s)
     soft_limit_s = runtime.settings.chunk_soft_limit_s
+    # Told how many images are coming, the batcher waits for them to fill a batch, and
+    # for nothing once none are.
+    runtime.batcher.announce(len(task.images))
     staging = [
         runtime.io_pool.submit(stage, runtime, ref, task.params, queue_s) for ref in task.images
     ]
@@ -158,7 +175,8 @@ def run_chunk(runtime: WorkerRuntime, task: ChunkTask, deadline: float) -> list[
         try:
             staged = future.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
-            future.cancel()
+            if future.cancel():  # never started: it will not withdraw itself
+                runtime.batcher.withdraw()
             item = ResultItem(index=index, bucket=ref.bucket, key=ref.key, status="ok")
             items.append(_timed_out(item, soft_limit_s))
             continue

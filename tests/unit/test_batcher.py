@@ -58,15 +58,56 @@ def test_batches_never_exceed_max_and_keep_arrival_order(
     assert max(len(b) for b in recorder.batches) == 4
 
 
-def test_a_lone_input_waits_at_most_max_delay(recorder: Recorder) -> None:
+def test_an_input_waits_at_most_max_delay_for_announced_company(recorder: Recorder) -> None:
     b: Batcher[int, int] = Batcher(recorder, max_batch=64, max_delay_s=0.05).start()
+    try:
+        b.announce(2)  # the second never comes and is never withdrawn
+        started = time.monotonic()
+        assert b.submit(7, announced=True).result(5) == 70
+        waited = time.monotonic() - started
+    finally:
+        b.stop()
+    assert 0.04 <= waited < 1.0
+    assert recorder.batches == [[7]]
+
+
+def test_announced_inputs_are_waited_for_and_batched_together(recorder: Recorder) -> None:
+    b: Batcher[int, int] = Batcher(recorder, max_batch=8, max_delay_s=5).start()
+    try:
+        b.announce(3)
+        first = b.submit(1, announced=True)
+        time.sleep(0.1)  # the others are still "downloading"
+        rest = [b.submit(v, announced=True) for v in (2, 3)]
+        assert [f.result(5) for f in [first, *rest]] == [10, 20, 30]
+    finally:
+        b.stop()
+    assert recorder.batches == [[1, 2, 3]]
+
+
+def test_an_input_nobody_announced_company_for_runs_at_once(recorder: Recorder) -> None:
+    b: Batcher[int, int] = Batcher(recorder, max_batch=64, max_delay_s=5).start()
     try:
         started = time.monotonic()
         assert b.submit(7).result(5) == 70
         waited = time.monotonic() - started
     finally:
         b.stop()
-    assert 0.04 <= waited < 1.0
+    assert waited < 1.0
+
+
+def test_a_withdrawn_input_is_not_waited_for(recorder: Recorder) -> None:
+    b: Batcher[int, int] = Batcher(recorder, max_batch=64, max_delay_s=5).start()
+    try:
+        b.announce(2)
+        started = time.monotonic()
+        future = b.submit(7, announced=True)
+        time.sleep(0.05)
+        b.withdraw()  # the other image failed to download
+        assert future.result(5) == 70
+        waited = time.monotonic() - started
+    finally:
+        b.stop()
+    assert waited < 1.0
     assert recorder.batches == [[7]]
 
 

@@ -7,14 +7,13 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from workers.batcher import Batcher
-from workers.images import Image
-from workers.model import Detector
+from workers.model import Detector, Prepared
 from yoloq.schemas import Detection, InferenceParams
 
 
 @dataclass(frozen=True)
 class InferenceInput:
-    image: Image
+    image: Prepared
     params: InferenceParams
 
 
@@ -29,9 +28,9 @@ class BatchOutput:
 
 
 def batch_key(item: InferenceInput) -> Hashable:
-    # One Ultralytics call takes one set of parameters, and one shape keeps lab parity
-    # (see Detector.predict_batch).
-    return item.image.shape, item.params.model_dump_json()
+    # One model call takes one input shape and one set of parameters. Images of other
+    # sizes that letterbox to the same input share a batch.
+    return item.image.pixels.shape, item.params.model_dump_json()
 
 
 def make_batcher(
@@ -42,7 +41,7 @@ def make_batcher(
 ) -> Batcher[InferenceInput, BatchOutput]:
     def run_batch(items: list[InferenceInput]) -> list[BatchOutput]:
         started = time.perf_counter()
-        found = detector.predict_batch([item.image for item in items], items[0].params)
+        found = detector.predict_prepared([item.image for item in items], items[0].params)
         finished = time.perf_counter()
         return [
             BatchOutput(detections, finished - started, len(items), finished)

@@ -25,8 +25,9 @@ BATCH_IMAGES = Histogram(
 )
 STAGE_SECONDS = Histogram(
     "yoloq_worker_stage_seconds",
-    "Seconds per stage: queue (per chunk), download, decode, batch_wait (per image), "
-    "inference (per batch), upload (per chunk: the results part to S3 and the count in Redis).",
+    "Seconds per stage: queue (per chunk), download, decode (and letterbox), batch_wait "
+    "(per image), inference (per batch), upload (per chunk: the results part to S3 and the "
+    "count in Redis).",
     ["stage"],
     buckets=_SECONDS,
 )

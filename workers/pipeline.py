@@ -110,11 +110,12 @@ def _fetch_and_decode(
         image = decode_image(data, runtime.settings.max_pixels)
     except ImageError as error:
         return Staged(timings, error=ItemError(code=error.code, message=error.message))
+    prepared = runtime.detector.prepare(image, params)
     decoded = time.perf_counter()
     timings = timings.model_copy(update={"decode_s": decoded - fetched})
     metrics.STAGE_SECONDS.labels("decode").observe(decoded - fetched)
-    height, width = image.shape[:2]
-    output = runtime.batcher.submit(InferenceInput(image, params), announced=True)
+    height, width = prepared.original_shape
+    output = runtime.batcher.submit(InferenceInput(prepared, params), announced=True)
     return Staged(timings, width=width, height=height, output=output, submitted_at=decoded)
 
 

@@ -201,7 +201,9 @@ class ItemTimings(BaseModel):
 
     queue_s: float | None = Field(default=None, description="Its chunk waiting in the queue.")
     download_s: float | None = None
-    decode_s: float | None = None
+    decode_s: float | None = Field(
+        default=None, description="Decoding and letterboxing to the model's input."
+    )
     batch_wait_s: float | None = Field(
         default=None, description="Decoded, waiting for the batch it ran in to start and end."
     )

@@ -36,15 +36,19 @@ def export_weights(
     # The size it was trained at, unless told: recorded in the export's metadata, it is
     # what a worker then serves at by default.
     imgsz = imgsz or trained_imgsz(weights, model.overrides)
+    # Ultralytics refuses an option a format does not take, even one set to its default.
+    options: dict[str, object] = {
+        "onnx": {"simplify": True},
+        "engine": {"quantize": "fp16"},
+    }.get(fmt, {})
     exported = Path(
         model.export(
             format=fmt,
             imgsz=imgsz,
             dynamic=True,
-            simplify=fmt == "onnx",
-            quantize="fp16" if fmt == "engine" else None,
             device=device.removeprefix("cuda:") if device.startswith("cuda") else "cpu",
             verbose=False,
+            **options,
         )
     )
     if out is not None and exported.resolve() != out.resolve():

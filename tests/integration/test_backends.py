@@ -1,4 +1,5 @@
-"""Backends: ONNX Runtime, exported with ``yoloq export``, agrees with the .pt it came from.
+"""Backends: ONNX Runtime and TorchScript, exported with ``yoloq export``, agree with the
+.pt they came from; and batching never changes what an image gets.
 
 Tolerance: boxes within 1 px and confidences within 0.005 — the float32 arithmetic of two
 runtimes, not a change in what is found.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import pytest
 
 from tests.conftest import FIXTURES
@@ -23,28 +25,37 @@ CONFIDENCE_TOLERANCE = 0.005
 
 @pytest.fixture(scope="module")
 def onnx_path(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("onnx") / f"{model_path.stem}.onnx"
-    return export_weights(model_path, "onnx", out, None, tmp_path_factory.mktemp("cache"))
+    return _export(model_path, "onnx", tmp_path_factory)
+
+
+def _export(model_path: Path, fmt: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp(fmt) / f"{model_path.stem}.{fmt}"
+    return export_weights(model_path, fmt, out, None, tmp_path_factory.mktemp("cache"))
 
 
 def _sorted(found: list[Detection]) -> list[Detection]:
     return sorted(found, key=lambda d: (d.class_id, d.box[0], d.box[1]))
 
 
-def test_onnx_matches_pt_on_the_sample_images(model_path: Path, onnx_path: Path) -> None:
-    assert onnx_path.is_file() and onnx_path.suffix == ".onnx"
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_an_export_matches_pt_on_the_sample_images(
+    fmt: str, model_path: Path, onnx_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    exported_path = onnx_path if fmt == "onnx" else _export(model_path, fmt, tmp_path_factory)
+    assert exported_path.is_file() and exported_path.suffix == f".{fmt}"
     cpu = parse_device("cpu")
-    pt, onnx = Detector(model_path, cpu), Detector(onnx_path, cpu)
-    assert onnx.names == pt.names
-    assert onnx.default_imgsz == pt.default_imgsz  # the export carries the training size
-    params = InferenceParams()
+    pt, exported = Detector(model_path, cpu), Detector(exported_path, cpu)
+    assert exported.names == pt.names
+    if fmt == "onnx":
+        assert exported.default_imgsz == pt.default_imgsz  # the export carries the training size
+    params = InferenceParams(imgsz=pt.default_imgsz)
     compared = 0
     for path in sorted((FIXTURES / "samples").glob("*.jpg")):
         image = decode_image(path.read_bytes())
         [from_pt] = pt.predict_batch([image], params)
-        [from_onnx] = onnx.predict_batch([image], params)
-        assert [d.class_id for d in _sorted(from_onnx)] == [d.class_id for d in _sorted(from_pt)]
-        for a, b in zip(_sorted(from_onnx), _sorted(from_pt), strict=True):
+        [from_export] = exported.predict_batch([image], params)
+        assert [d.class_id for d in _sorted(from_export)] == [d.class_id for d in _sorted(from_pt)]
+        for a, b in zip(_sorted(from_export), _sorted(from_pt), strict=True):
             assert max(abs(x - y) for x, y in zip(a.box, b.box, strict=True)) <= BOX_TOLERANCE_PX
             assert abs(a.confidence - b.confidence) <= CONFIDENCE_TOLERANCE
             compared += 1
@@ -57,6 +68,29 @@ def test_onnx_runs_batches_of_any_size_and_shape(onnx_path: Path) -> None:
     assert warm.max_batch == 3 and onnx.warmed
     image = decode_image(sorted((FIXTURES / "samples").glob("*.jpg"))[0].read_bytes())
     assert len(onnx.predict_batch([image] * 3, InferenceParams())) == 3
+
+
+def test_images_of_other_sizes_share_a_batch_and_get_what_they_get_alone(
+    model_path: Path,
+) -> None:
+    detector = Detector(model_path, parse_device("cpu"))
+    params = InferenceParams()
+    image = decode_image(sorted((FIXTURES / "samples").glob("*.jpg"))[0].read_bytes())
+    twice = cv2.resize(image, (image.shape[1] * 2, image.shape[0] * 2))
+    small, large = detector.prepare(image, params), detector.prepare(twice, params)
+    # Both letterbox to the same model input, so the batcher may put them together.
+    assert small.pixels.shape == large.pixels.shape
+    together = detector.predict_prepared([small, large], params)
+    alone = [detector.predict_prepared([p], params)[0] for p in (small, large)]
+    assert len(together[0]) >= 3
+    for batched, single in zip(together, alone, strict=True):
+        assert [d.class_id for d in batched] == [d.class_id for d in single]
+        for a, b in zip(batched, single, strict=True):
+            assert max(abs(x - y) for x, y in zip(a.box, b.box, strict=True)) <= 0.01
+            assert abs(a.confidence - b.confidence) <= 1e-4
+    # The large image's boxes are the small one's, twice over: scaled back to each image.
+    for a, b in zip(together[0], together[1], strict=True):
+        assert max(abs(2 * x - y) for x, y in zip(a.box, b.box, strict=True)) <= 2.0
 
 
 def test_export_refuses_what_it_cannot_do(model_path: Path, tmp_path: Path) -> None:

@@ -37,10 +37,11 @@ def export_weights(
     # what a worker then serves at by default.
     imgsz = imgsz or trained_imgsz(weights, model.overrides)
     # Ultralytics refuses an option a format does not take, even one set to its default.
-    options: dict[str, object] = {
+    formats_options: dict[str, dict[str, object]] = {
         "onnx": {"simplify": True},
         "engine": {"quantize": "fp16"},
-    }.get(fmt, {})
+    }
+    options = formats_options.get(fmt, {})
     exported = Path(
         model.export(
             format=fmt,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from tests.conftest import FIXTURES
@@ -76,7 +77,7 @@ def test_images_of_other_sizes_share_a_batch_and_get_what_they_get_alone(
     detector = Detector(model_path, parse_device("cpu"))
     params = InferenceParams()
     image = decode_image(sorted((FIXTURES / "samples").glob("*.jpg"))[0].read_bytes())
-    twice = cv2.resize(image, (image.shape[1] * 2, image.shape[0] * 2))
+    twice = cv2.resize(image, (image.shape[1] * 2, image.shape[0] * 2)).astype(np.uint8)
     small, large = detector.prepare(image, params), detector.prepare(twice, params)
     # Both letterbox to the same model input, so the batcher may put them together.
     assert small.pixels.shape == large.pixels.shape

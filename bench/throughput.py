@@ -11,7 +11,7 @@ Rows (images/s, decoding included everywhere; the same JPEGs for every row):
   c_best  the same with the fastest backend
   d       N one-image jobs submitted at once (mean batch size reported)
   overhead  submit-to-result latency of one-image jobs on an idle warm worker, p50/p95,
-            minus in-process latency for the same image
+            minus in-process latency for the same image; and the median time by stage
 
 Prints ``name=value`` ratios and writes JSON to bench/results/. Machines here are noisy;
 ratios taken in one run are what to compare, not absolute numbers across runs. ``--smoke``
@@ -55,7 +55,7 @@ from yoloq.local_services import (  # noqa: E402
     yoloq_argv,
 )
 from yoloq.object_store import ObjectStore  # noqa: E402
-from yoloq.schemas import ImageRef, InferenceParams  # noqa: E402
+from yoloq.schemas import ImageRef, InferenceParams, WorkerHeartbeat  # noqa: E402
 
 BUCKET = "bench"
 PREFIX = "bench"
@@ -158,13 +158,24 @@ class Stack:
 
     def max_batch(self) -> int:
         """The batch size the worker chose at warm-up (or was given)."""
-        beats = self.jobs.live_workers(60)
-        return beats[0].max_batch if beats else 0
+        return self.heartbeat().max_batch
 
-    def batch_histogram(self) -> dict[int, int]:
+    def heartbeat(self) -> WorkerHeartbeat:
         # Read from Redis, not /v1/workers: that needs an admin key.
-        beats = self.jobs.live_workers(60)
-        return dict(beats[0].batch_sizes) if beats else {}
+        [beat] = self.jobs.live_workers(60)
+        return beat
+
+    def batch_histogram(self, images_done: int = 0) -> tuple[dict[int, int], int]:
+        """Batches run by size and images done, from the first heartbeat that counts at
+        least ``images_done`` images (heartbeats lag the work by up to one interval)."""
+        wait_until(
+            lambda: self.heartbeat().images_done >= images_done,
+            30,
+            "a heartbeat with every image counted",
+            interval_s=0.1,
+        )
+        beat = self.heartbeat()
+        return dict(beat.batch_sizes), beat.images_done
 
     def wait_all(self, job_ids: list[str], timeout_s: float = 1800) -> float:
         """Poll Redis until every job is final; returns when. One job is polled every
@@ -194,27 +205,58 @@ def one_job(stack: Stack, refs: list[ImageRef]) -> float:
 
 
 def many_jobs(stack: Stack, refs: list[ImageRef]) -> tuple[float, float]:
-    before = stack.batch_histogram()
+    before, done = stack.batch_histogram()
     started = time.perf_counter()
     with ThreadPoolExecutor(16) as pool:
         ids = [
             job.id for job in pool.map(lambda ref: stack.client.submit([ref], stack.params), refs)
         ]
     rate = len(refs) / (stack.wait_all(ids) - started)
-    after = stack.batch_histogram()
+    after, _ = stack.batch_histogram(done + len(refs))
     delta = {size: after.get(size, 0) - before.get(size, 0) for size in after}
     batches = sum(delta.values())
     mean_batch = sum(size * n for size, n in delta.items()) / batches if batches else 0.0
     return rate, mean_batch
 
 
-def latency(stack: Stack, ref: ImageRef, count: int) -> list[float]:
-    samples = []
+STAGES = ("submit", "to_worker", "download", "decode", "batch_wait", "inference", "record", "seen")
+"""Where a one-image job's time goes: the API storing and queueing it; the broker and
+Celery handing it to a worker; the image's own timings; recording and finalising (Redis
+and the results PUT); and the bench's own polling."""
+
+
+def latency(stack: Stack, ref: ImageRef, count: int) -> tuple[list[float], list[dict[str, float]]]:
+    """Submit-to-result seconds of ``count`` one-image jobs, one at a time, and where the
+    time of each went (read after it is measured, so reading costs it nothing)."""
+    samples, stages = [], []
     for _ in range(count):
+        submitted = time.time()
         started = time.perf_counter()
         job = stack.client.submit([ref], stack.params)
         samples.append(stack.wait_all([job.id]) - started)
-    return samples
+        seen = submitted + samples[-1]
+        public = stack.client.job(job.id)
+        [item] = list(stack.client.results(job.id))
+        timings = item.timings
+        assert public.started_at and public.finished_at and timings
+        created, began = public.created_at.timestamp(), public.started_at.timestamp()
+        finished = public.finished_at.timestamp()
+        image = {
+            "download": timings.download_s or 0.0,
+            "decode": timings.decode_s or 0.0,
+            "batch_wait": timings.batch_wait_s or 0.0,
+            "inference": timings.inference_s or 0.0,
+        }
+        stages.append(
+            {
+                "submit": created - submitted,
+                "to_worker": began - created,
+                **image,
+                "record": finished - began - sum(image.values()),
+                "seen": seen - finished,
+            }
+        )
+    return samples, stages
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -291,7 +333,7 @@ def main() -> None:
             }
             rate, mean_batch = many_jobs(stack, refs)
             rows["d"] = {"images_per_s": rate, "mean_batch": mean_batch}
-            samples = latency(stack, refs[0], args.latency_samples)
+            samples, stages = latency(stack, refs[0], args.latency_samples)
             stack.client.close()
 
     base = statistics.median(single["latencies_s"])
@@ -299,6 +341,9 @@ def main() -> None:
         "p50_ms": 1000 * (percentile(samples, 50) - base),
         "p95_ms": 1000 * (percentile(samples, 95) - base),
         "in_process_p50_ms": 1000 * base,
+        "stages_p50_ms": {
+            stage: 1000 * statistics.median(s[stage] for s in stages) for stage in STAGES
+        },
     }
     ratios = {
         "c_best/a": rows["c_best"]["images_per_s"] / rows["a"]["images_per_s"],
@@ -323,6 +368,10 @@ def main() -> None:
     print(
         f"overhead  p50 {o['p50_ms']:.1f} ms, p95 {o['p95_ms']:.1f} ms "
         f"(in-process single image {o['in_process_p50_ms']:.1f} ms)"
+    )
+    print(
+        "  one-image job, p50 ms by stage: "
+        + ", ".join(f"{stage} {ms:.1f}" for stage, ms in o["stages_p50_ms"].items())
     )
     print()
     met = {name: value >= TARGETS[name] for name, value in ratios.items() if name in TARGETS}

@@ -157,7 +157,7 @@ class Detector:
 
     def warm_up(self, max_batch: int | None, imgsz: int | None = None) -> WarmUp:
         """Choose the batch size (unless given) and run every size the batcher may use,
-        so no request meets a cold shape or a lazy set-up.
+        so no request pays for a lazy set-up or a batch size run for the first time.
 
         ``imgsz`` is the size requests will ask for (default: the training size). The
         batch size must be measured there: cost per image does not scale alike with

@@ -280,8 +280,9 @@ class Detector:
 
     def _to_device(self, pixels: list[Image]) -> Any:
         """Stack the batch as uint8 (a quarter of the bytes of float) and move it to the
-        model's device. On CUDA it is stacked straight into pinned memory and copied
-        without blocking, so the copy runs on the GPU's copy engine."""
+        model's device. On CUDA it is stacked straight into pinned memory, which the GPU
+        reads by DMA, and copied without blocking the thread: the conversion and the
+        forward pass queue up behind the copy on the same stream."""
         import torch
 
         if not self.device.is_cuda:

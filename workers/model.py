@@ -92,6 +92,15 @@ CPU_BATCH_CANDIDATES = (1, 2, 4, 8)
 GPU_BATCH_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 
 
+def choose_max_batch(per_image_s: dict[int, float], noise: float = 0.05) -> int:
+    """The largest batch size within ``noise`` (a busy machine's) of the cheapest per
+    image. A larger batch costs a lone image nothing, since the batcher waits only for
+    images it knows are coming; under load it spreads per-call work that blank warm-up
+    images understate."""
+    cheapest = min(per_image_s.values())
+    return max(size for size, cost in per_image_s.items() if cost <= (1 + noise) * cheapest)
+
+
 @dataclass(frozen=True)
 class WarmUp:
     max_batch: int
@@ -172,10 +181,7 @@ class Detector:
         if max_batch is None:
             candidates = GPU_BATCH_CANDIDATES if self.device.is_cuda else CPU_BATCH_CANDIDATES
             per_image_s = self._per_image_seconds(candidates, imgsz)
-            # The cheapest per image. A larger batch costs a lone image nothing: the
-            # batcher waits only for images it knows are coming, and at most
-            # YOLOQ_MAX_DELAY_MS.
-            max_batch = min(per_image_s, key=lambda size: per_image_s[size])
+            max_batch = choose_max_batch(per_image_s)
         for size in range(1, max_batch + 1):
             for warm_size in dict.fromkeys((imgsz, self.default_imgsz)):
                 self._run_blank(size, warm_size)

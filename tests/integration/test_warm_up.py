@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from workers.device import parse_device
-from workers.model import CPU_BATCH_CANDIDATES, Detector
+from workers.model import CPU_BATCH_CANDIDATES, Detector, choose_max_batch
 
 
 def test_warm_up_measures_at_the_size_it_is_given(model_path: Path) -> None:
@@ -22,3 +22,10 @@ def test_warm_up_defaults_to_the_training_size(model_path: Path) -> None:
     warm = detector.warm_up(max_batch=2)
     assert warm.imgsz == detector.default_imgsz
     assert warm.max_batch == 2 and warm.per_image_s == {}
+
+
+def test_the_largest_batch_within_the_noise_of_the_cheapest_is_kept() -> None:
+    assert choose_max_batch({1: 0.050, 2: 0.038, 4: 0.0382, 8: 0.049}) == 4
+    assert choose_max_batch({1: 0.040, 2: 0.044, 4: 0.046}) == 1
+    assert choose_max_batch({1: 0.010, 2: 0.0104, 4: 0.0105, 8: 0.0104}) == 8
+    assert choose_max_batch({1: 0.030}) == 1

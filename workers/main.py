@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +36,12 @@ def default_concurrency(max_batch: int) -> int:
     """Chunks a worker holds at once when YOLOQ_WORKER_CONCURRENCY is unset: enough
     one-image chunks to fill the next batch while the current one runs."""
     return min(128, max(4, 2 * max_batch))
+
+
+def staging_limit(max_batch: int) -> int:
+    """Images a worker holds decoded ahead of the model: the batch that runs, the next
+    one filling, and as many again arriving, so the model never waits on a download."""
+    return max(16, 4 * max_batch)
 
 
 def on_a_passing_thread(work: Callable[[], T]) -> T:
@@ -126,6 +133,7 @@ def run_worker(
         detector=detector,
         batcher=batcher,
         io_pool=ThreadPoolExecutor(settings.io_threads, thread_name_prefix="io"),
+        staging_slots=threading.BoundedSemaphore(staging_limit(warm.max_batch)),
         stats=stats,
         max_batch=warm.max_batch,
         watchdog=watchdog,

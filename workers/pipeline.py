@@ -84,16 +84,24 @@ class Staged:
 
 
 def stage(runtime: WorkerRuntime, ref: ImageRef, params: InferenceParams, queue_s: float) -> Staged:
-    """Runs on an I/O thread, so downloads and decodes overlap inference. The image was
-    announced to the batcher: it is submitted, or withdrawn if it cannot be."""
+    """Runs on an I/O thread, so downloads and decodes overlap inference. The image holds
+    a staging slot and was announced to the batcher: once submitted, its slot is freed
+    when its batch has run; if it cannot be submitted, both are given back now."""
     submitted = False
     try:
         staged = _fetch_and_decode(runtime, ref, params, queue_s)
-        submitted = staged.output is not None
+        if staged.output is not None:
+            submitted = True
+            staged.output.add_done_callback(lambda _: runtime.staging_slots.release())
         return staged
     finally:
         if not submitted:
-            runtime.batcher.withdraw()
+            _unstage(runtime)
+
+
+def _unstage(runtime: WorkerRuntime) -> None:
+    runtime.batcher.withdraw()
+    runtime.staging_slots.release()
 
 
 def _fetch_and_decode(
@@ -164,20 +172,27 @@ def run_chunk(runtime: WorkerRuntime, task: ChunkTask, deadline: float) -> list[
     queue_s = max(0.0, time.time() - task.queued_at)
     metrics.STAGE_SECONDS.labels("queue").observe(queue_s)
     soft_limit_s = runtime.settings.chunk_soft_limit_s
-    # Told how many images are coming, the batcher waits for them to fill a batch, and
-    # for nothing once none are.
-    runtime.batcher.announce(len(task.images))
-    staging = [
-        runtime.io_pool.submit(stage, runtime, ref, task.params, queue_s) for ref in task.images
-    ]
+    staging: list[Future[Staged] | None] = []
+    for ref in task.images:
+        # A slot per image between download and the model, shared by every chunk the
+        # worker holds, bounds the decoded images waiting in memory.
+        if not runtime.staging_slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            staging.append(None)
+            continue
+        # Told an image is coming, the batcher waits for it to fill a batch; with none
+        # coming it waits for nothing.
+        runtime.batcher.announce(1)
+        staging.append(runtime.io_pool.submit(stage, runtime, ref, task.params, queue_s))
     items = []
     for offset, (ref, future) in enumerate(zip(task.images, staging, strict=True)):
         index = task.start + offset
         try:
+            if future is None:
+                raise FutureTimeout
             staged = future.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
-            if future.cancel():  # never started: it will not withdraw itself
-                runtime.batcher.withdraw()
+            if future is not None and future.cancel():  # never started: give back its slot
+                _unstage(runtime)
             item = ResultItem(index=index, bucket=ref.bucket, key=ref.key, status="ok")
             items.append(_timed_out(item, soft_limit_s))
             continue

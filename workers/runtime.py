@@ -54,6 +54,10 @@ class WorkerRuntime:
     detector: Detector
     batcher: Batcher[InferenceInput, BatchOutput]
     io_pool: ThreadPoolExecutor
+    staging_slots: threading.BoundedSemaphore
+    """One per image between its download and the end of its batch, across all chunks:
+    holding many chunks (for batches of one-image jobs) must not mean holding all their
+    images decoded in memory."""
     stats: WorkerStats
     max_batch: int
     watchdog: Watchdog

@@ -32,12 +32,6 @@ def worker_name(name: str | None, device: Device) -> str:
     return str(host_format(name or f"{device.label}@%h"))
 
 
-def default_concurrency(max_batch: int) -> int:
-    """Chunks a worker holds at once when YOLOQ_WORKER_CONCURRENCY is unset: enough
-    one-image chunks to fill the next batch while the current one runs."""
-    return min(128, max(4, 2 * max_batch))
-
-
 def staging_limit(max_batch: int) -> int:
     """Images a worker holds decoded ahead of the model: the batch that runs, the next
     one filling, and as many again arriving, so the model never waits on a download."""
@@ -118,8 +112,7 @@ def run_worker(
     metrics.MAX_BATCH.set(warm.max_batch)
     metrics.serve(settings.metrics_port, device.host_index)
     hostname = worker_name(name, device)
-    threads = concurrency or settings.worker_concurrency or default_concurrency(warm.max_batch)
-    log.info("taking up to %d chunks at once", threads)
+    threads = concurrency or settings.worker_concurrency
     watchdog = Watchdog(settings.chunk_hard_limit_s).start()
     stats = worker_runtime.WorkerStats()
     batcher = make_batcher(

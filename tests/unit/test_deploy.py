@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from workers.device import parse_device
-from workers.main import default_concurrency, staging_limit, worker_name
+from workers.main import staging_limit, worker_name
 from yoloq.cli import main as yoloq_main
 from yoloq.keys import priority_queues, queue_name
 from yoloq.settings import Settings
@@ -490,13 +490,6 @@ def test_k8s_credentials_come_only_from_the_secret() -> None:
             assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "yoloq-credentials"
     data = k8s_object("ConfigMap", "yoloq-config")["data"]
     assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "FLOWER_BASIC_AUTH"} & set(data)
-
-
-def test_a_worker_holds_enough_chunks_to_fill_the_next_batch() -> None:
-    assert default_concurrency(1) == 4
-    assert default_concurrency(4) == 8
-    assert default_concurrency(64) == 128
-    assert default_concurrency(1024) == 128
 
 
 def test_a_worker_stages_enough_images_to_keep_the_model_fed_and_no_more() -> None:

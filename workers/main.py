@@ -45,8 +45,9 @@ def on_a_passing_thread(work: Callable[[], T]) -> T:
     runs torch operations keeps an OpenMP thread team until it exits, and once the
     process holds more OpenMP threads than cores, libgomp stops spinning at barriers and
     sleeps instead. A model loaded and warmed on the main thread and then run on the
-    batcher thread took 55 ms per image instead of 34 on 2 cores (``bench/``). Loading on
-    a passing thread leaves the batcher thread's team the only one.
+    batcher thread took 55 ms per image instead of 34 on an idle 2-core machine: the
+    latency of a lone image. Loading on a passing thread leaves the batcher thread's team
+    the only one.
     """
     with ThreadPoolExecutor(1, thread_name_prefix="model-load") as pool:
         return pool.submit(work).result()

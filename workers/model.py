@@ -176,7 +176,7 @@ class Detector:
         """
         started = time.perf_counter()
         imgsz = imgsz or self.default_imgsz
-        self._use_all_cores()
+        self._set_cpu_threads()
         per_image_s: dict[int, float] = {}
         if max_batch is None:
             candidates = GPU_BATCH_CANDIDATES if self.device.is_cuda else CPU_BATCH_CANDIDATES
@@ -209,13 +209,18 @@ class Detector:
                 best[size] = min(best[size], (time.perf_counter() - started) / size)
         return best
 
-    def _use_all_cores(self) -> None:
+    def _set_cpu_threads(self) -> None:
+        """All cores for torch when torch runs the model; one when another runtime does
+        (ONNX Runtime has its own pool), so torch's few operations around it (the uint8
+        conversion, NMS) leave no OpenMP threads spinning on the cores that runtime uses."""
+        if self.device.is_cuda:
+            return
+        import torch
+
         # Ultralytics resets torch to (cores - 1) threads when its predictor starts on the
         # CPU, which is one thread on a 2-core machine: half the throughput.
-        if not self.device.is_cuda:
-            import torch
-
-            torch.set_num_threads(os.cpu_count() or 1)
+        torch_runs_it = self.backend.format in ("pt", "torchscript")
+        torch.set_num_threads((os.cpu_count() or 1) if torch_runs_it else 1)
 
     def threads(self) -> int:
         import torch

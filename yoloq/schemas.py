@@ -347,7 +347,10 @@ class WorkerHeartbeat(BaseModel):
     model: str
     model_sha256: str
     warmed: bool
-    threads: int = Field(description="Torch CPU threads (all cores on a CPU worker).")
+    threads: int = Field(
+        description="Torch CPU threads: all cores on a CPU worker running a .pt or TorchScript "
+        "model, 1 when ONNX Runtime (or another runtime) runs it."
+    )
     images_done: int
     max_batch: int = Field(description="Largest batch the worker forms (measured or set).")
     batch_sizes: dict[int, int] = Field(description="Batches run, by size.")

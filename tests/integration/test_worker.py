@@ -122,6 +122,12 @@ def test_prometheus_metrics_and_item_timings(
     assert samples["yoloq_worker_batch_images_count"] >= 1
     for stage in ("queue", "download", "decode", "batch_wait", "inference", "upload"):
         assert samples[f'yoloq_worker_stage_seconds_count{{stage="{stage}"}}'] >= 1, stage
+    # The heartbeat (every second here) reports the batches once it next beats.
+    wait_until(
+        lambda: any(sum(w.batch_sizes.values()) for w in job_store.live_workers(30)),
+        timeout_s=10,
+        what="a heartbeat reporting batch sizes",
+    )
     beat = next(w for w in job_store.live_workers(30))
     assert sum(beat.batch_sizes.values()) >= 1
     assert 1 <= beat.max_batch == samples["yoloq_worker_max_batch_images"]

@@ -113,7 +113,6 @@ def run_worker(
     metrics.MAX_BATCH.set(warm.max_batch)
     metrics.serve(settings.metrics_port, device.host_index)
     hostname = worker_name(name, device)
-    threads = concurrency or settings.worker_concurrency
     watchdog = Watchdog(settings.chunk_hard_limit_s).start()
     stats = worker_runtime.WorkerStats()
     batcher = make_batcher(
@@ -151,7 +150,7 @@ def run_worker(
                 # Threads, not prefork: no fork after CUDA is initialised, and one model
                 # in memory shared by every task.
                 "--pool=threads",
-                f"--concurrency={threads}",
+                f"--concurrency={concurrency or settings.worker_concurrency}",
                 f"--queues={','.join(keys.priority_queues(settings.queue_model_name))}",
                 f"--hostname={hostname}",
                 f"--loglevel={loglevel}",

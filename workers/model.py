@@ -162,6 +162,9 @@ class Detector:
         dynamic = bool(getattr(self.backend, "dynamic", False))
         self.rect: bool = self.backend.format == "pt" or (dynamic and self.backend.format != "imx")
         self.fixed_imgsz: Any = None if dynamic else getattr(self.backend, "imgsz", None)
+        self._letterboxes: dict[int | None, Any] = {}
+        """A LetterBox per requested ``imgsz``: it keeps no state between calls, so every
+        I/O thread shares one instead of building it (and checking the size) per image."""
         self.warmed: bool = False
 
     def warm_up(self, max_batch: int | None, imgsz: int | None = None) -> WarmUp:
@@ -240,9 +243,12 @@ class Detector:
         """Letterbox one image for the model. Thread-safe."""
         from ultralytics.data.augment import LetterBox
 
-        letterbox = LetterBox(
-            self.input_shape(params.imgsz), auto=self.rect, stride=self.backend.stride
-        )
+        letterbox = self._letterboxes.get(params.imgsz)
+        if letterbox is None:  # two threads may both build one: equal either way
+            letterbox = LetterBox(
+                self.input_shape(params.imgsz), auto=self.rect, stride=self.backend.stride
+            )
+            self._letterboxes[params.imgsz] = letterbox
         pixels = letterbox(image=image)
         assert isinstance(pixels, np.ndarray)
         height, width = image.shape[:2]

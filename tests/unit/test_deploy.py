@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tomllib
+from importlib import resources
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,6 @@ from yoloq.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 K8S = ROOT / "deploy" / "k8s"
-# In CI the repository is cloned with shared/ beside it.
-COMPOSE_SPEC = Path(__file__).parents[2].parent / "shared" / "schemas" / "compose-spec.json"
 KUBERNETES_VERSION = "1.31"
 SECRETS = ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "FLOWER_BASIC_AUTH", "YOLOQ_MODEL")
 
@@ -39,12 +38,10 @@ Doc = dict[str, Any]
 
 @cache
 def compose_spec() -> Doc:
-    if not COMPOSE_SPEC.is_file():
-        pytest.fail(
-            f"the compose schema is missing at {COMPOSE_SPEC}: clone the repository with "
-            "shared/ beside it (../shared/schemas/compose-spec.json)"
-        )
-    schema: Doc = json.loads(COMPOSE_SPEC.read_text())
+    """The Compose Specification's schema as check-jsonschema ships it (a dev dependency),
+    so the suite needs nothing outside the repository."""
+    spec = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    schema: Doc = json.loads(spec.read_text())
     return schema
 
 

@@ -138,6 +138,34 @@ def manifest_key(job_id: str) -> str:
     return f"jobs/{job_id}/manifest.json"
 
 
+# The model registry's layout in the models bucket: a folder per model, a folder per
+# version. A version exists once its model.json does; the claim and the digest index are
+# how concurrent pushes agree on numbers (see yoloq.registry).
+def model_prefix(name: str) -> str:
+    return f"{name}/"
+
+
+def model_version_key(name: str, version: int) -> str:
+    return f"{name}/{version}/model.json"
+
+
+def model_claim_key(name: str, version: int) -> str:
+    return f"{name}/{version}/claim"
+
+
+def model_file_key(name: str, version: int, filename: str) -> str:
+    return f"{name}/{version}/{filename}"
+
+
+def model_digest_key(name: str, sha256: str) -> str:
+    """The version holding weights of this SHA-256: pushing the same bytes twice finds it."""
+    return f"{name}/sha256/{sha256}"
+
+
+def model_aliases_key(name: str) -> str:
+    return f"{name}/aliases.json"
+
+
 def upload_prefix(tenant: str) -> str:
     """Each tenant's uploads under its own prefix: one tenant cannot name another's files."""
     return f"uploads/{tenant}/"

@@ -164,6 +164,42 @@ class ObjectStore:
             ),
         )
 
+    def put_new(self, bucket: str, key: str, data: bytes) -> bool:
+        """Write ``key`` only if nothing is there (a conditional PUT, ``If-None-Match: *``):
+        False if it exists. How two writers agree on who took a name."""
+        try:
+            self._call(
+                f"creating s3://{bucket}/{key}",
+                lambda: self.client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*"),
+            )
+        except ClientError as error:
+            if _code(error) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise
+        return True
+
+    def upload_file(self, path: str, bucket: str, key: str) -> None:
+        """A file of any size, in parts when it is large."""
+        self._call(
+            f"uploading {path} to s3://{bucket}/{key}",
+            lambda: self.client.upload_file(path, bucket, key),
+        )
+
+    def list_prefixes(self, bucket: str, prefix: str = "") -> list[str]:
+        """The "folders" right under ``prefix``: the common prefixes up to the next '/'."""
+        found: list[str] = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix, Delimiter="/"
+        )
+        try:
+            for page in pages:
+                found.extend(entry["Prefix"] for entry in page.get("CommonPrefixes", []))
+        except ClientError as error:
+            if _is_missing(error):
+                raise ObjectNotFound(f"bucket {bucket!r} does not exist") from error
+            raise
+        return found
+
     def get_if_exists(self, bucket: str, key: str) -> bytes | None:
         try:
             return self.get(bucket, key)

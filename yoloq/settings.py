@@ -23,7 +23,12 @@ class TenantConfig(BaseModel):
 
     tenant: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
     buckets: list[str] = Field(default_factory=list, description="Input buckets it may read.")
-    admin: bool = Field(default=False, description="May see workers and operational endpoints.")
+    admin: bool = Field(
+        default=False, description="May see workers, change the registry, operate the service."
+    )
+    models: list[str] | None = Field(
+        default=None, description="Models its jobs may name; null: every model."
+    )
 
 
 class Settings(BaseSettings):
@@ -58,10 +63,23 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=8, ge=1, le=30)
     """Deliveries tried, with exponential backoff and jitter, before a webhook is dropped."""
 
+    models_bucket: str = "yoloq-models"
+    """The model registry: every model's versions and aliases (see yoloq.registry)."""
+    default_model: str | None = None
+    """What a job that names no model runs on: a registry reference (``name``,
+    ``name:7``, ``name@production``). Unset: the model of ``YOLOQ_MODEL``."""
+    catalog_cache_s: float = Field(default=2.0, ge=0)
+    """How long the API reuses what it read of a model from the registry; an alias moved
+    is seen by new jobs at most this late."""
+    alias_poll_s: float = Field(default=10.0, gt=0)
+    """How often a worker following an alias reads it again."""
+
     model: str | None = None
-    """Weights: a local path or ``s3://bucket/key``. Required by workers."""
+    """What a worker serves, when ``yoloq worker --model`` is not given: registry
+    references, comma-separated, or one weights file (a local path or
+    ``s3://bucket/key``)."""
     model_name: str | None = None
-    """Name of the model's queue; defaults to the weights file's stem."""
+    """Name of a weights file's queue; defaults to the file's stem."""
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     """Where workers keep downloaded models and Ultralytics' settings."""
 

@@ -10,8 +10,8 @@ import socket
 import subprocess
 import sys
 import tomllib
-from importlib import resources
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse

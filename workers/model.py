@@ -6,7 +6,6 @@ network (settings sync, hub, font or weight downloads, pip auto-installs).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ import numpy as np
 from workers.device import Device
 from workers.images import Image
 from yoloq.object_store import ObjectStore
+from yoloq.registry import sha256_of
 from yoloq.schemas import Detection, InferenceParams
 
 log = logging.getLogger(__name__)
@@ -31,14 +31,6 @@ def configure_offline(config_dir: Path) -> None:
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_AUTOINSTALL"] = "false"
     os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_weights(spec: str, store: ObjectStore, cache_dir: Path) -> Path:

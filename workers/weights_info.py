@@ -45,7 +45,7 @@ def read_weights_info(path: Path) -> WeightsInfo:
             input_shape = [int(v) for v in metadata["imgsz"]]
     return WeightsInfo(
         format=fmt,
-        task=Task(model.task),
+        task=Task(str(model.task)),
         class_names=names,
         imgsz=trained_imgsz(path, model.overrides),
         input_shape=input_shape,
@@ -71,7 +71,7 @@ def _export_metadata(path: Path) -> dict[str, Any]:
         import torch
 
         extra = {"config.txt": ""}
-        torch.jit.load(str(path), _extra_files=extra, map_location="cpu")
+        torch.jit.load(str(path), _extra_files=extra, map_location="cpu")  # type: ignore[no-untyped-call]
         if extra["config.txt"]:
             return dict(json.loads(extra["config.txt"]))
     parsed: dict[str, Any] = {}

@@ -12,7 +12,6 @@ import pytest
 
 from tests.conftest import RESULTS_BUCKET
 from tests.jobs import put_images, submit, wait_final
-from workers.model import sha256_of
 from yoloq import keys
 from yoloq.archive import ResultArchive
 from yoloq.chunking import split_into_chunks
@@ -20,6 +19,7 @@ from yoloq.job_store import JobStore
 from yoloq.local_services import ProcessGroup, wait_until
 from yoloq.object_store import ObjectStore
 from yoloq.queue import ChunkQueue, make_celery
+from yoloq.registry import sha256_of
 from yoloq.schemas import InferenceParams, JobStatus
 from yoloq.settings import Settings
 

@@ -365,16 +365,29 @@ def generate_image(
     Boxes are in pixels and clipped to the image; objects drawn later may cover at most ~30% of
     an earlier object's box, so every labelled object stays recognisable.
     """
+    img, shapes = generate_shapes_image(rng_or_seed, size)
+    h, w = img.shape[:2]
+    boxes: list[Box] = []
+    for shape in shapes:
+        x1, y1, x2, y2 = _clipped(shape.extent(), w, h)
+        boxes.append((shape.class_id, x1, y1, x2, y2))
+    return img, boxes
+
+
+def generate_shapes_image(
+    rng_or_seed: np.random.Generator | int | None,
+    size: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, list[Shape]]:
+    """Like :func:`generate_image` (same pixels for the same seed) but return the drawn
+    :class:`Shape` objects, in drawing order, instead of their boxes: the exact geometry that
+    the segment / pose / OBB labels are derived from (``scripts/make_task_datasets.py``)."""
     rng = as_rng(rng_or_seed)
     w, h = size if size is not None else random_size(rng)
     img = make_background(rng, w, h)
     shapes = place_shapes(rng, w, h)
-    boxes: list[Box] = []
     for shape in shapes:
         draw_shape(rng, img, shape)
-        x1, y1, x2, y2 = _clipped(shape.extent(), w, h)
-        boxes.append((shape.class_id, x1, y1, x2, y2))
-    return finish_image(rng, img), boxes
+    return finish_image(rng, img), shapes
 
 
 def to_yolo_lines(boxes: list[Box], w: int, h: int) -> list[str]:

@@ -51,6 +51,7 @@ class Batcher(Generic[In, Out]):
         max_batch: int,
         max_delay_s: float,
         batch_key: Callable[[In], Hashable] = lambda _: None,
+        batch_limit: Callable[[In], int] | None = None,
         on_batch: Callable[[int, float], None] | None = None,
         name: str = "batcher",
     ) -> None:
@@ -60,6 +61,9 @@ class Batcher(Generic[In, Out]):
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
         self.batch_key = batch_key
+        self.batch_limit = batch_limit
+        """The most inputs a batch starting with this one may take (at most
+        ``max_batch``): models of one worker may each have their own."""
         self.on_batch = on_batch
         self._waiting: deque[_Request[In, Out]] = deque()
         self._announced = 0
@@ -114,16 +118,19 @@ class Batcher(Generic[In, Out]):
                 self._cond.wait()
             first = self._waiting[0]
             deadline = first.arrived + self.max_delay_s
+            limit = self.max_batch
+            if self.batch_limit is not None:
+                limit = max(1, min(limit, self.batch_limit(first.value)))
             while not self._stopping:
                 same = sum(1 for r in self._waiting if r.key == first.key)
                 remaining = deadline - time.monotonic()
-                if same >= self.max_batch or remaining <= 0 or not self._announced:
+                if same >= limit or remaining <= 0 or not self._announced:
                     break
                 self._cond.wait(remaining)
             batch: list[_Request[In, Out]] = []
             kept: deque[_Request[In, Out]] = deque()
             for request in self._waiting:
-                if request.key == first.key and len(batch) < self.max_batch:
+                if request.key == first.key and len(batch) < limit:
                     batch.append(request)
                 else:
                     kept.append(request)

@@ -21,10 +21,12 @@ import redis
 from workers import metrics
 from workers.pipeline import (
     ChunkOutcome,
+    ModelNotServed,
     record_chunk,
     record_poison,
     rerecord_counted,
     run_chunk,
+    served_model,
     skipped,
 )
 from workers.runtime import WorkerRuntime
@@ -68,6 +70,12 @@ def deliver_chunk(runtime: WorkerRuntime, task: ChunkTask) -> ChunkOutcome:
     # Stop retrying a little before the watchdog would stop the whole worker.
     give_up = started + settings.chunk_hard_limit_s - min(5.0, 0.1 * settings.chunk_hard_limit_s)
     name = f"job {task.job_id} chunk {task.chunk}"
+    try:
+        served_model(runtime, task)
+    except ModelNotServed as error:
+        # Before its delivery is counted: a chunk that reached a worker as it stopped
+        # serving its version goes back to the queue, where another worker takes it.
+        raise HandBack(str(error)) from error
     with runtime.watchdog.running(name):
         try:
             start = retry_through_outages(

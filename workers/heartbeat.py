@@ -25,15 +25,16 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
     def beat(self) -> WorkerHeartbeat:
+        import torch
+
         runtime = self.runtime
-        detector = runtime.detector
+        models = list(runtime.models.values())
         beat = WorkerHeartbeat(
             name=self.name,
-            device=detector.device.requested,
-            model=runtime.settings.queue_model_name,
-            model_sha256=detector.sha256,
-            warmed=detector.warmed,
-            threads=detector.threads(),
+            device=runtime.device.requested,
+            models=[model.info() for model in models],
+            warmed=all(model.detector.warmed for model in models),
+            threads=torch.get_num_threads(),
             images_done=runtime.stats.images_done,
             max_batch=runtime.max_batch,
             batch_sizes=runtime.stats.batch_histogram(),

@@ -6,13 +6,12 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from workers.device import Device, parse_device, pin_device
 
 if TYPE_CHECKING:
-    from workers.model import Detector, WarmUp
+    from workers.serving import ModelSource, ServedModel
 
 T = TypeVar("T")
 
@@ -53,19 +52,24 @@ def on_a_passing_thread(work: Callable[[], T]) -> T:
         return pool.submit(work).result()
 
 
-def load_and_warm(
-    weights: Path, device: Device, max_batch: int | None, imgsz: int | None
-) -> tuple[Detector, WarmUp]:
-    from workers.model import Detector
+def load_all(
+    sources: list[ModelSource], device: Device, max_batch: int | None, imgsz: int | None
+) -> dict[str, ServedModel]:
+    """Load and warm every version, one after another, each before the worker takes work."""
+    from workers.serving import load_served
 
-    detector = Detector(weights, device)
-    log.info("model %s (sha256 %s) loaded on %s", weights, detector.sha256[:12], device.requested)
-    return detector, detector.warm_up(max_batch=max_batch, imgsz=imgsz)
+    served = {}
+    for source in sources:
+        served[source.id] = on_a_passing_thread(
+            lambda source=source: load_served(source, device, max_batch, imgsz)  # type: ignore[misc]
+        )
+    return served
 
 
 def run_worker(
     device_name: str = "auto",
     *,
+    models: list[str] | None = None,
     name: str | None = None,
     concurrency: int | None = None,
     loglevel: str = "INFO",
@@ -79,7 +83,8 @@ def run_worker(
     from workers.heartbeat import Heartbeat
     from workers.inference import make_batcher
     from workers.inflight import requeue_own_leftovers
-    from workers.model import configure_offline, resolve_weights
+    from workers.model import configure_offline
+    from workers.serving import model_specs, resolve_sources
     from workers.tasks import register_tasks
     from workers.watchdog import Watchdog
     from yoloq import keys
@@ -87,48 +92,46 @@ def run_worker(
     from yoloq.job_store import JobStore
     from yoloq.object_store import ObjectStore
     from yoloq.queue import ChunkQueue, make_celery, queue_for
+    from yoloq.registry import ModelRegistry
     from yoloq.settings import Settings
 
     logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
-    if not settings.model:
-        raise SystemExit("YOLOQ_MODEL is not set: give a weights path or an s3://bucket/key URI")
+    spec = ",".join(models) if models else settings.model
+    if not spec:
+        raise SystemExit(
+            "no model to serve: pass --model (a registry reference such as parts-seg@production, "
+            "or a weights file) or set YOLOQ_MODEL"
+        )
     configure_offline(settings.cache_dir / "ultralytics")
 
     store = ObjectStore.from_settings(settings)
     jobs = JobStore.from_url(settings.redis_url, settings.key_prefix)
-    weights = resolve_weights(settings.model, store, settings.cache_dir)
-    detector, warm = on_a_passing_thread(
-        lambda: load_and_warm(weights, device, settings.max_batch, settings.warmup_imgsz)
-    )
-    costs = ", ".join(f"{size}: {1000 * s:.1f} ms" for size, s in warm.per_image_s.items())
-    log.info(
-        "model warmed in %.1fs at imgsz %d; max batch %d%s",
-        warm.seconds,
-        warm.imgsz,
-        warm.max_batch,
-        f" (per-image cost by batch size: {costs})" if costs else " (YOLOQ_MAX_BATCH)",
-    )
+    registry = ModelRegistry(store, settings.models_bucket)
+    try:
+        sources = resolve_sources(model_specs(spec), settings, store, registry)
+    except ValueError as error:  # CatalogError included: an unknown model, version or alias
+        raise SystemExit(f"cannot serve {spec!r}: {error}") from error
+    served = load_all(sources, device, settings.max_batch, settings.warmup_imgsz)
     metrics.MODEL_WARM.set(1)
-    metrics.MAX_BATCH.set(warm.max_batch)
+    metrics.MAX_BATCH.set(max(model.max_batch for model in served.values()))
     metrics.serve(settings.metrics_port, device.host_index)
     hostname = worker_name(name, device)
     watchdog = Watchdog(settings.chunk_hard_limit_s).start()
     stats = worker_runtime.WorkerStats()
-    batcher = make_batcher(
-        detector, warm.max_batch, settings.max_delay_ms / 1000, on_batch=stats.count_batch
-    ).start()
+    batcher = make_batcher(settings.max_delay_ms / 1000, on_batch=stats.count_batch).start()
+    largest_batch = max(model.max_batch for model in served.values())
     runtime = worker_runtime.WorkerRuntime(
         settings=settings,
         jobs=jobs,
         store=store,
         archive=ResultArchive(store, settings.results_bucket),
-        detector=detector,
+        device=device,
+        models=served,
         batcher=batcher,
         io_pool=ThreadPoolExecutor(settings.io_threads, thread_name_prefix="io"),
-        staging_slots=threading.BoundedSemaphore(staging_limit(warm.max_batch)),
+        staging_slots=threading.BoundedSemaphore(staging_limit(largest_batch)),
         stats=stats,
-        max_batch=warm.max_batch,
         watchdog=watchdog,
         name=hostname,
     )
@@ -139,7 +142,8 @@ def run_worker(
     runtime.on_job_finished = lambda job_id: app.send_task(
         keys.WEBHOOK_TASK, args=[job_id], queue=queue_for(settings)
     )
-    runtime.requeue = ChunkQueue(app, settings.queue_model_name).send
+    # By each chunk's own model (ChunkQueue.send), whichever this worker serves.
+    runtime.requeue = ChunkQueue(app, next(iter(served))).send
     requeue_own_leftovers(jobs, runtime.requeue, hostname)
     heartbeat = Heartbeat(runtime, hostname, settings.heartbeat_interval_s)
     heartbeat.start()
@@ -151,7 +155,7 @@ def run_worker(
                 # in memory shared by every task.
                 "--pool=threads",
                 f"--concurrency={concurrency or settings.worker_concurrency}",
-                f"--queues={','.join(keys.priority_queues(settings.queue_model_name))}",
+                f"--queues={','.join(q for m in served for q in keys.priority_queues(m))}",
                 f"--hostname={hostname}",
                 f"--loglevel={loglevel}",
                 "--task-events",

@@ -19,9 +19,11 @@ import numpy as np
 
 from workers.device import Device
 from workers.images import Image
+from workers.postprocess import Head, Prediction, postprocess
+from yoloq.catalog import Task
 from yoloq.object_store import ObjectStore
 from yoloq.registry import sha256_of
-from yoloq.schemas import Detection, InferenceParams
+from yoloq.schemas import InferenceParams
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ class Prepared:
 
 
 class Detector:
-    """One loaded model on one device.
+    """One loaded model on one device, of any Ultralytics task.
 
     Inference is Ultralytics' own, in two halves: ``prepare`` letterboxes one image
     exactly as Ultralytics' predictor would (any thread may call it), and
@@ -137,7 +139,8 @@ class Detector:
                 f"{device.requested} was requested but torch sees no CUDA device "
                 f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
             )
-        self.model = YOLO(str(weights), task="detect")
+        self.model = YOLO(str(weights))
+        self.task = Task(str(self.model.task))
         self.names: dict[int, str] = dict(self.model.names)
         self.default_imgsz = trained_imgsz(weights, self.model.overrides)
         # FP16 on the GPU (about twice the throughput, same detections to ~1e-3); the CPU
@@ -154,9 +157,21 @@ class Detector:
         dynamic = bool(getattr(self.backend, "dynamic", False))
         self.rect: bool = self.backend.format == "pt" or (dynamic and self.backend.format != "imx")
         self.fixed_imgsz: Any = None if dynamic else getattr(self.backend, "imgsz", None)
-        self._letterboxes: dict[int | None, Any] = {}
-        """A LetterBox per requested ``imgsz``: it keeps no state between calls, so every
-        I/O thread shares one instead of building it (and checking the size) per image."""
+        self.format: str = self.backend.format
+        self.head: Head = Head(
+            task=self.task,
+            names=self.names,
+            end2end=bool(getattr(self.backend, "end2end", False)),
+            keypoint_shape=_keypoint_shape(self.backend, self.model),
+            keypoint_names=_keypoint_names(self.backend, self.model),
+        )
+        self._transforms: dict[int | None, Any] = {}
+        """The resize per requested ``imgsz`` (a LetterBox; for a classify model its resize
+        and centre crop): they keep no state between calls, so every I/O thread shares one
+        instead of building it (and checking the size) per image."""
+        self._normalize: Any = None
+        if self.task is Task.CLASSIFY:
+            self._normalize = _classify_transforms(self.input_shape(None))[1]
         self.warmed: bool = False
 
     def warm_up(self, max_batch: int | None, imgsz: int | None = None) -> WarmUp:
@@ -217,11 +232,6 @@ class Detector:
         torch_runs_it = self.backend.format in ("pt", "torchscript")
         torch.set_num_threads((os.cpu_count() or 1) if torch_runs_it else 1)
 
-    def threads(self) -> int:
-        import torch
-
-        return torch.get_num_threads()
-
     def input_shape(self, imgsz: int | None) -> tuple[int, int]:
         """The model input (height, width) a request's ``imgsz`` means, as Ultralytics
         checks it: stride-aligned, or the export's own size for a fixed-shape export."""
@@ -232,28 +242,37 @@ class Detector:
         return int(height), int(width)
 
     def prepare(self, image: Image, params: InferenceParams) -> Prepared:
-        """Letterbox one image for the model. Thread-safe."""
-        from ultralytics.data.augment import LetterBox
+        """Resize one image for the model, as Ultralytics' predictor of its task does: a
+        letterbox, or for a classify model a resize and centre crop. Thread-safe."""
+        transform = self._transforms.get(params.imgsz)
+        if transform is None:  # two threads may both build one: equal either way
+            transform = self._build_transform(params.imgsz)
+            self._transforms[params.imgsz] = transform
+        if self.task is Task.CLASSIFY:
+            from PIL import Image as PILImage
 
-        letterbox = self._letterboxes.get(params.imgsz)
-        if letterbox is None:  # two threads may both build one: equal either way
-            letterbox = LetterBox(
-                self.input_shape(params.imgsz), auto=self.rect, stride=self.backend.stride
-            )
-            self._letterboxes[params.imgsz] = letterbox
-        pixels = letterbox(image=image)
+            # Ultralytics resizes the BGR array as it is (channel order does not matter to
+            # a resize) and leaves uint8 BGR for the conversion on the device.
+            pixels = np.asarray(transform(PILImage.fromarray(image)))
+        else:
+            pixels = transform(image=image)
         assert isinstance(pixels, np.ndarray)
         height, width = image.shape[:2]
         return Prepared(pixels, (height, width))
 
-    def predict_batch(self, images: list[Image], params: InferenceParams) -> list[list[Detection]]:
-        """Detections for a list of images (prepared here, on the calling thread)."""
+    def _build_transform(self, imgsz: int | None) -> Any:
+        if self.task is Task.CLASSIFY:
+            return _classify_transforms(self.input_shape(imgsz))[0]
+        from ultralytics.data.augment import LetterBox
+
+        return LetterBox(self.input_shape(imgsz), auto=self.rect, stride=self.backend.stride)
+
+    def predict_batch(self, images: list[Image], params: InferenceParams) -> list[Prediction]:
+        """Results for a list of images (prepared here, on the calling thread)."""
         return self.predict_prepared([self.prepare(image, params) for image in images], params)
 
-    def predict_prepared(
-        self, batch: list[Prepared], params: InferenceParams
-    ) -> list[list[Detection]]:
-        """Detections for prepared images of one input shape, in one model call. Not
+    def predict_prepared(self, batch: list[Prepared], params: InferenceParams) -> list[Prediction]:
+        """Results for prepared images of one input shape, in one model call. Not
         thread-safe: only the batcher thread calls it once the worker runs.
 
         Each image is letterboxed alone, to the smallest stride-aligned rectangle, as
@@ -261,7 +280,6 @@ class Detector:
         ``YOLO(weights).predict(image)`` returns in the lab whatever it was batched with.
         """
         import torch
-        from ultralytics.utils import nms, ops
 
         if len({item.pixels.shape for item in batch}) > 1:
             raise ValueError("predict_prepared takes images of one input shape")
@@ -270,22 +288,16 @@ class Detector:
             # What Ultralytics' preprocess does once the uint8 batch is on the device.
             inputs = inputs.permute(0, 3, 1, 2).contiguous().flip(1)  # BHWC BGR -> BCHW RGB
             inputs = (inputs.half() if self.backend.fp16 else inputs.float()).div_(255)
+            if self._normalize is not None:
+                inputs = self._normalize(inputs)
             raw = self.backend(inputs)
-            found = nms.non_max_suppression(
+            return postprocess(
+                self.head,
                 raw,
-                params.conf,
-                params.iou,
-                params.classes,
-                False,
-                max_det=params.max_det,
-                nc=0,
-                end2end=getattr(self.backend, "end2end", False),
+                (int(inputs.shape[2]), int(inputs.shape[3])),
+                [item.original_shape for item in batch],
+                params,
             )
-            detections = []
-            for boxes, item in zip(found, batch, strict=True):
-                boxes[:, :4] = ops.scale_boxes(inputs.shape[2:], boxes[:, :4], item.original_shape)
-                detections.append(self._detections(boxes))
-        return detections
 
     def _to_device(self, pixels: list[Image]) -> Any:
         """Stack the batch as uint8 (a quarter of the bytes of float) and move it to the
@@ -300,15 +312,31 @@ class Detector:
         np.stack(pixels, out=host.numpy())
         return host.to(self.torch_device, non_blocking=True)
 
-    def _detections(self, boxes: Any) -> list[Detection]:
-        # Rows of x1, y1, x2, y2, confidence, class: Ultralytics' Results.boxes layout.
-        rows = boxes[:, :6].float().cpu().numpy().tolist()
-        return [
-            Detection(
-                class_id=int(class_id),
-                class_name=self.names.get(int(class_id), str(class_id)),
-                confidence=round(float(confidence), 6),
-                box=[round(float(v), 2) for v in (x1, y1, x2, y2)],
-            )
-            for x1, y1, x2, y2, confidence, class_id in rows
-        ]
+
+def _classify_transforms(input_shape: tuple[int, int]) -> tuple[Any, Any]:
+    """Ultralytics' classify transforms at this size, split as its predictor splits them:
+    the resize and centre crop (on the host, per image) and the normalisation (on the
+    device, per batch, after the uint8 to float conversion)."""
+    import torchvision.transforms as T
+    from ultralytics.data.augment import classify_transforms
+
+    steps = classify_transforms(input_shape).transforms
+    kinds = tuple(type(step) for step in steps)
+    if kinds != (T.Resize, T.CenterCrop, T.ToTensor, T.Normalize):
+        raise RuntimeError(f"unexpected Ultralytics classify transforms: {kinds}")
+    return T.Compose(steps[:2]), steps[-1]
+
+
+def _keypoint_shape(backend: Any, model: Any) -> tuple[int, ...] | None:
+    shape = getattr(backend, "kpt_shape", None) or getattr(model.model, "kpt_shape", None)
+    return tuple(int(v) for v in shape) if shape else None
+
+
+def _keypoint_names(backend: Any, model: Any) -> list[str] | None:
+    """The names of a pose model's keypoints (Ultralytics keeps them per class; a pose
+    model here has one set for all its classes)."""
+    names = getattr(backend, "kpt_names", None) or getattr(model.model, "kpt_names", None)
+    if not names:
+        return None
+    first = names[min(names)] if isinstance(names, dict) else names
+    return [str(name) for name in first]

@@ -15,6 +15,7 @@ from workers import metrics
 from workers.images import ImageError, decode_image
 from workers.inference import BatchOutput, InferenceInput
 from workers.runtime import WorkerRuntime
+from workers.serving import ServedModel
 from yoloq.job_store import ChunkCompletion, JobGone
 from yoloq.object_store import (
     ObjectAccessDenied,
@@ -83,13 +84,19 @@ class Staged:
     submitted_at: float = 0.0
 
 
-def stage(runtime: WorkerRuntime, ref: ImageRef, params: InferenceParams, queue_s: float) -> Staged:
+def stage(
+    runtime: WorkerRuntime,
+    model: ServedModel,
+    ref: ImageRef,
+    params: InferenceParams,
+    queue_s: float,
+) -> Staged:
     """Runs on an I/O thread, so downloads and decodes overlap inference. The image holds
     a staging slot and was announced to the batcher: once submitted, its slot is freed
     when its batch has run; if it cannot be submitted, both are given back now."""
     submitted = False
     try:
-        staged = _fetch_and_decode(runtime, ref, params, queue_s)
+        staged = _fetch_and_decode(runtime, model, ref, params, queue_s)
         if staged.output is not None:
             submitted = True
             staged.output.add_done_callback(lambda _: runtime.staging_slots.release())
@@ -105,7 +112,11 @@ def _unstage(runtime: WorkerRuntime) -> None:
 
 
 def _fetch_and_decode(
-    runtime: WorkerRuntime, ref: ImageRef, params: InferenceParams, queue_s: float
+    runtime: WorkerRuntime,
+    model: ServedModel,
+    ref: ImageRef,
+    params: InferenceParams,
+    queue_s: float,
 ) -> Staged:
     started = time.perf_counter()
     data = fetch(runtime.store, ref, runtime.settings.max_image_bytes)
@@ -118,12 +129,12 @@ def _fetch_and_decode(
         image = decode_image(data, runtime.settings.max_pixels)
     except ImageError as error:
         return Staged(timings, error=ItemError(code=error.code, message=error.message))
-    prepared = runtime.detector.prepare(image, params)
+    prepared = model.detector.prepare(image, params)
     decoded = time.perf_counter()
     timings = timings.model_copy(update={"decode_s": decoded - fetched})
     metrics.STAGE_SECONDS.labels("decode").observe(decoded - fetched)
     height, width = prepared.original_shape
-    output = runtime.batcher.submit(InferenceInput(prepared, params), announced=True)
+    output = runtime.batcher.submit(InferenceInput(model, prepared, params), announced=True)
     return Staged(timings, width=width, height=height, output=output, submitted_at=decoded)
 
 
@@ -163,12 +174,35 @@ def _result_item(
             "batch_images": output.batch_images,
         }
     )
-    return item.model_copy(update={"detections": output.detections, "timings": timings})
+    prediction = output.prediction
+    return item.model_copy(
+        update={
+            "detections": prediction.detections,
+            "classes": prediction.classes,
+            "timings": timings,
+        }
+    )
+
+
+class ModelNotServed(Exception):
+    """A chunk for a model version this worker does not (or no longer) serve."""
+
+
+def served_model(runtime: WorkerRuntime, task: ChunkTask) -> ServedModel:
+    model = runtime.models.get(task.model)
+    if model is None:
+        raise ModelNotServed(
+            f"job {task.job_id} chunk {task.chunk} is for model {task.model}, which this "
+            f"worker does not serve (it serves: {', '.join(runtime.models) or 'nothing'})"
+        )
+    return model
 
 
 def run_chunk(runtime: WorkerRuntime, task: ChunkTask, deadline: float) -> list[ResultItem]:
-    """Fetch, decode and detect; one result per image, in order. Images not done by
-    ``deadline`` (``time.monotonic()``, the soft limit) are ``timeout`` errors."""
+    """Fetch, decode and run the chunk's model; one result per image, in order. Images
+    not done by ``deadline`` (``time.monotonic()``, the soft limit) are ``timeout``
+    errors. Every item says which model version ran it."""
+    model = served_model(runtime, task)
     queue_s = max(0.0, time.time() - task.queued_at)
     metrics.STAGE_SECONDS.labels("queue").observe(queue_s)
     soft_limit_s = runtime.settings.chunk_soft_limit_s
@@ -182,7 +216,7 @@ def run_chunk(runtime: WorkerRuntime, task: ChunkTask, deadline: float) -> list[
         # Told an image is coming, the batcher waits for it to fill a batch; with none
         # coming it waits for nothing.
         runtime.batcher.announce(1)
-        staging.append(runtime.io_pool.submit(stage, runtime, ref, task.params, queue_s))
+        staging.append(runtime.io_pool.submit(stage, runtime, model, ref, task.params, queue_s))
     items = []
     for offset, (ref, future) in enumerate(zip(task.images, staging, strict=True)):
         index = task.start + offset
@@ -194,9 +228,9 @@ def run_chunk(runtime: WorkerRuntime, task: ChunkTask, deadline: float) -> list[
             if future is not None and future.cancel():  # never started: give back its slot
                 _unstage(runtime)
             item = ResultItem(index=index, bucket=ref.bucket, key=ref.key, status="ok")
-            items.append(_timed_out(item, soft_limit_s))
+            items.append(model.stamp(_timed_out(item, soft_limit_s)))
             continue
-        items.append(_result_item(index, ref, staged, deadline, soft_limit_s))
+        items.append(model.stamp(_result_item(index, ref, staged, deadline, soft_limit_s)))
     timed_out = sum(1 for item in items if item.error and item.error.code == ItemErrorCode.TIMEOUT)
     if timed_out:
         log.warning(

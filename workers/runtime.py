@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 from workers import metrics
 from workers.batcher import Batcher
+from workers.device import Device
 from workers.inference import BatchOutput, InferenceInput
-from workers.model import Detector
+from workers.serving import ServedModel
 from workers.watchdog import Watchdog
 from yoloq.archive import ResultArchive
 from yoloq.job_store import JobStore
@@ -51,7 +52,10 @@ class WorkerRuntime:
     jobs: JobStore
     store: ObjectStore
     archive: ResultArchive
-    detector: Detector
+    device: Device
+    models: dict[str, ServedModel]
+    """The model versions it serves, by id (the ``model`` of their chunks). Replaced
+    whole, never changed in place, when an alias it follows moves."""
     batcher: Batcher[InferenceInput, BatchOutput]
     io_pool: ThreadPoolExecutor
     staging_slots: threading.BoundedSemaphore
@@ -59,7 +63,6 @@ class WorkerRuntime:
     holding many chunks (for batches of one-image jobs) must not mean holding all their
     images decoded in memory."""
     stats: WorkerStats
-    max_batch: int
     watchdog: Watchdog
     name: str
     """The worker's Celery hostname: names its heartbeat and its in-flight list."""
@@ -68,6 +71,10 @@ class WorkerRuntime:
     requeue: Callable[[ChunkTask], None] = lambda task: None
     """Sends a chunk back to its queue (a dead worker's, found in its in-flight list)."""
     started_at: float = field(default_factory=time.time)
+
+    @property
+    def max_batch(self) -> int:
+        return max((model.max_batch for model in self.models.values()), default=1)
 
 
 _current: WorkerRuntime | None = None

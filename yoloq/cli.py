@@ -17,7 +17,13 @@ from yoloq.demo import SAMPLES
 def _worker(args: argparse.Namespace) -> int:
     from workers.main import run_worker
 
-    run_worker(args.device, name=args.name, concurrency=args.concurrency, loglevel=args.loglevel)
+    run_worker(
+        args.device,
+        models=args.model,
+        name=args.name,
+        concurrency=args.concurrency,
+        loglevel=args.loglevel,
+    )
     return 0
 
 
@@ -84,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--name",
         help="Celery hostname; %%h is this host's name (default: DEVICE@%%h, e.g. gpu0@host)",
+    )
+    worker.add_argument(
+        "--model",
+        action="append",
+        metavar="REF",
+        help="what to serve, repeatable: a registry reference (parts-seg@production, "
+        "defects:3, traffic) or one weights file (a path or s3://bucket/key); "
+        "default YOLOQ_MODEL",
     )
     worker.add_argument("--concurrency", type=int, help="Celery threads (YOLOQ_WORKER_CONCURRENCY)")
     worker.add_argument("--loglevel", default="INFO")

@@ -148,7 +148,7 @@ def workers(args: argparse.Namespace) -> int:
         [
             w.name,
             w.device,
-            w.model,
+            ", ".join(m.id for m in w.models),
             "yes" if w.warmed else "no",
             str(w.max_batch),
             str(w.images_done),
@@ -156,7 +156,7 @@ def workers(args: argparse.Namespace) -> int:
         ]
         for w in beats
     ]
-    header = ["NAME", "DEVICE", "MODEL", "WARM", "MAX BATCH", "IMAGES", "LAST SEEN"]
+    header = ["NAME", "DEVICE", "MODELS", "WARM", "MAX BATCH", "IMAGES", "LAST SEEN"]
     print(_table(rows, header))
     return 0
 

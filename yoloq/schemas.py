@@ -6,7 +6,18 @@ import enum
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from yoloq.catalog import CatalogError, ModelReference, Task
 
 BucketName = Annotated[
     str,
@@ -81,6 +92,9 @@ class InferenceParams(BaseModel):
     classes: list[Annotated[int, Field(ge=0)]] | None = Field(
         default=None, description="Keep only these class ids; null keeps all."
     )
+    top_k: int = Field(
+        default=5, ge=1, le=100, description="Classify models: the best classes kept per image."
+    )
 
 
 class PrefixSource(BaseModel):
@@ -116,6 +130,14 @@ class JobCreate(BaseModel):
 
     images: list[ImageRef] | None = Field(default=None, min_length=1)
     source: PrefixSource | None = None
+    model: str | None = Field(
+        default=None,
+        max_length=140,
+        description="The model: 'name' (its production alias, else its newest version), "
+        "'name:7' (a version) or 'name@alias'. Null: the deployment's default model. The job "
+        "is pinned to one version when it is accepted.",
+        examples=["parts-seg@production"],
+    )
     params: InferenceParams = Field(default_factory=InferenceParams)
     priority: Priority = Field(
         default="normal",
@@ -127,6 +149,16 @@ class JobCreate(BaseModel):
         max_length=2048,
         description="POSTed the job summary, signed, when the job ends (allow-listed hosts).",
     )
+
+    @field_validator("model")
+    @classmethod
+    def _model_reference(cls, model: str | None) -> str | None:
+        if model is None:
+            return None
+        try:
+            return str(ModelReference.parse(model))
+        except CatalogError as error:
+            raise ValueError(str(error)) from error
 
     @model_validator(mode="after")
     def _one_of_images_or_source(self) -> JobCreate:
@@ -147,6 +179,18 @@ class JobAccepted(BaseModel):
 class ObjectLocation(BaseModel):
     bucket: str
     key: str
+
+
+class ModelPin(BaseModel):
+    """The one model version a job runs on, chosen when it was accepted."""
+
+    id: str = Field(description="name:version: names the queue the job's chunks wait in.")
+    name: str
+    version: int | None = Field(
+        default=None, description="Null for a model served from a weights file, not the registry."
+    )
+    sha256: str | None = Field(default=None, description="SHA-256 of the version's weights.")
+    task: Task | None = None
 
 
 class JobPublic(BaseModel):
@@ -180,15 +224,67 @@ class JobPublic(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     results: ObjectLocation = Field(description="Where results.jsonl is (once finished).")
+    model: ModelPin | None = Field(default=None, description="The model version it runs on.")
+
+
+class Keypoint(BaseModel):
+    name: str | None = Field(default=None, description="From the model's keypoint names.")
+    x: float
+    y: float
+    confidence: float | None = Field(
+        default=None, description="Visibility; null for models trained without it."
+    )
+
+
+class RotatedBox(BaseModel):
+    """An oriented box, as Ultralytics' ``Results.obb``."""
+
+    cx: float
+    cy: float
+    width: float
+    height: float
+    angle: float = Field(description="Radians, in [0, pi/2) (Ultralytics' regularised form).")
+    corners: list[list[float]] = Field(description="Four [x, y] corners, in pixels.")
+
+
+_TASK_FIELDS = ("polygons", "keypoints", "rotated_box")
 
 
 class Detection(BaseModel):
+    """One object. ``box`` always; a segment, pose or OBB model adds its own field."""
+
     class_id: int
     class_name: str
     confidence: float
     box: list[float] = Field(
-        min_length=4, max_length=4, description="x1, y1, x2, y2 in original-image pixels."
+        min_length=4,
+        max_length=4,
+        description="x1, y1, x2, y2 in original-image pixels (OBB: the rotated box's bounds).",
     )
+    polygons: list[list[float]] | None = Field(
+        default=None,
+        description="Segment models: the mask's outline(s), each a flat list x1, y1, x2, y2, "
+        "... in original-image pixels; one per separate part of the mask.",
+    )
+    keypoints: list[Keypoint] | None = Field(default=None, description="Pose models.")
+    rotated_box: RotatedBox | None = Field(default=None, description="OBB models.")
+
+    @model_serializer(mode="wrap")
+    def _without_other_tasks(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, object]:
+        # A detection carries only its own task's field, not nulls for the others.
+        data: dict[str, object] = handler(self)
+        for name in _TASK_FIELDS:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
+
+
+class ClassScore(BaseModel):
+    class_id: int
+    class_name: str
+    confidence: float
 
 
 class ItemError(BaseModel):
@@ -216,9 +312,18 @@ class ResultItem(BaseModel):
     bucket: str
     key: str
     status: Literal["ok", "error"]
+    model: str | None = Field(default=None, description="The model that ran it.")
+    version: int | None = Field(default=None, description="Its version (null: a weights file).")
+    sha256: str | None = Field(default=None, description="SHA-256 of the weights that ran it.")
+    task: Task = Task.DETECT
     width: int | None = None
     height: int | None = None
-    detections: list[Detection] = Field(default_factory=list)
+    detections: list[Detection] = Field(
+        default_factory=list, description="Objects found; empty for a classify model."
+    )
+    classes: list[ClassScore] | None = Field(
+        default=None, description="Classify models: the best top_k classes, best first."
+    )
     error: ItemError | None = None
     timings: ItemTimings | None = None
 
@@ -336,16 +441,31 @@ class Manifest(BaseModel):
 
     job: JobPublic
     tenant: str
-    model: str
+    model: str = Field(description="The id of the model version (its queue).")
     params: InferenceParams
     chunks: int
+
+
+class ServedModelInfo(BaseModel):
+    """One model version a worker holds: what its heartbeat says of it."""
+
+    id: str = Field(description="name:version, or the name of a weights file's model.")
+    name: str
+    version: int | None = None
+    sha256: str
+    task: Task
+    format: str = Field(default="pt", description="The weights' format: pt, onnx, ...")
+    max_batch: int
+    draining: bool = Field(
+        default=False,
+        description="No longer named by what the worker follows: finishing its queue.",
+    )
 
 
 class WorkerHeartbeat(BaseModel):
     name: str = Field(description="Celery hostname, naming the device: gpu0@host, cpu@host.")
     device: str
-    model: str
-    model_sha256: str
+    models: list[ServedModelInfo] = Field(description="The model versions it serves.")
     warmed: bool
     threads: int = Field(
         description="Torch CPU threads: all cores on a CPU worker running a .pt or TorchScript "

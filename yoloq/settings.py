@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     """What a worker serves, when ``yoloq worker --model`` is not given: registry
     references, comma-separated, or one weights file (a local path or
     ``s3://bucket/key``)."""
+    model_format: str = "pt"
+    """Which file of a registry version a worker runs: pt, or an export's format (onnx,
+    torchscript, ...) added with ``yoloq export --push``."""
     model_name: str | None = None
     """Name of a weights file's queue; defaults to the file's stem."""
     cache_dir: Path = Field(default_factory=_default_cache_dir)

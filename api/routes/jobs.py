@@ -122,7 +122,11 @@ def _check_backpressure(services: Services, model: str, images: int) -> None:
     limit = services.settings.queue_limit
     if limit is None:
         return
-    done = sum(w.images_done for w in services.jobs.live_workers(60) if w.model == model)
+    done = sum(
+        w.images_done
+        for w in services.jobs.live_workers(60)
+        if any(served.id == model for served in w.models)
+    )
     drain = services.drain_rate(model)
     drain.observe(done)
     queued = services.jobs.queued_images_for(model)

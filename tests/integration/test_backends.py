@@ -53,8 +53,8 @@ def test_an_export_matches_pt_on_the_sample_images(
     compared = 0
     for path in sorted((FIXTURES / "samples").glob("*.jpg")):
         image = decode_image(path.read_bytes())
-        [from_pt] = pt.predict_batch([image], params)
-        [from_export] = exported.predict_batch([image], params)
+        from_pt = pt.predict_batch([image], params)[0].detections
+        from_export = exported.predict_batch([image], params)[0].detections
         assert [d.class_id for d in _sorted(from_export)] == [d.class_id for d in _sorted(from_pt)]
         for a, b in zip(_sorted(from_export), _sorted(from_pt), strict=True):
             assert max(abs(x - y) for x, y in zip(a.box, b.box, strict=True)) <= BOX_TOLERANCE_PX
@@ -81,8 +81,8 @@ def test_images_of_other_sizes_share_a_batch_and_get_what_they_get_alone(
     small, large = detector.prepare(image, params), detector.prepare(twice, params)
     # Both letterbox to the same model input, so the batcher may put them together.
     assert small.pixels.shape == large.pixels.shape
-    together = detector.predict_prepared([small, large], params)
-    alone = [detector.predict_prepared([p], params)[0] for p in (small, large)]
+    together = [p.detections for p in detector.predict_prepared([small, large], params)]
+    alone = [detector.predict_prepared([p], params)[0].detections for p in (small, large)]
     assert len(together[0]) >= 3
     for batched, single in zip(together, alone, strict=True):
         assert [d.class_id for d in batched] == [d.class_id for d in single]

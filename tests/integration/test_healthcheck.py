@@ -35,8 +35,7 @@ def _beat(store: JobStore, name: str, *, warmed: bool) -> None:
     beat = WorkerHeartbeat(
         name=name,
         device="cuda:1",
-        model="yolov8n",
-        model_sha256="0" * 64,
+        models=[],
         warmed=warmed,
         threads=1,
         max_batch=1,

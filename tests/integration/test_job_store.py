@@ -141,8 +141,7 @@ def test_claim_inflight_only_from_a_dead_worker_and_only_once(store: JobStore) -
     beat = WorkerHeartbeat(
         name="alive",
         device="cpu",
-        model="m",
-        model_sha256="0" * 64,
+        models=[],
         warmed=True,
         threads=2,
         images_done=0,
@@ -214,8 +213,7 @@ def test_heartbeats_age_out(store: JobStore) -> None:
     beat = WorkerHeartbeat(
         name="gpu0@host",
         device="cuda:0",
-        model="m",
-        model_sha256="ab",
+        models=[],
         warmed=True,
         threads=2,
         max_batch=4,

@@ -19,9 +19,10 @@ from tests.conftest import FIXTURES, INPUT_BUCKET, RESULTS_BUCKET
 from workers.batcher import Batcher
 from workers.device import parse_device
 from workers.inference import BatchOutput, InferenceInput, batch_key
-from workers.model import Detector
+from workers.model import Detector, WarmUp
 from workers.pipeline import run_chunk
 from workers.runtime import WorkerRuntime, WorkerStats
+from workers.serving import ModelSource, ServedModel
 from workers.watchdog import Watchdog
 from yoloq.archive import ResultArchive
 from yoloq.job_store import JobStore
@@ -49,6 +50,9 @@ class CountingModel:
             self.most_waiting = max(self.most_waiting, self.prepared - self.finished)
         return self.detector.prepare(*args, **kwargs)  # type: ignore[arg-type]
 
+    def __getattr__(self, name: str) -> object:  # the rest is the detector's
+        return getattr(self.detector, name)
+
     def run_batch(self, items: list[InferenceInput]) -> list[BatchOutput]:
         time.sleep(0.1)  # a slow model: downloads race ahead of it
         found = self.detector.predict_prepared([i.image for i in items], items[0].params)
@@ -68,6 +72,8 @@ def runtime(
     detector: Detector, object_store: ObjectStore, job_store: JobStore
 ) -> Iterator[tuple[WorkerRuntime, CountingModel]]:
     counting = CountingModel(detector)
+    source = ModelSource("m", "m", None, detector.weights, "pt")
+    warm = WarmUp(max_batch=2, per_image_s={}, seconds=0.0, imgsz=detector.default_imgsz)
     batcher: Batcher[InferenceInput, BatchOutput] = Batcher(
         counting.run_batch, max_batch=2, max_delay_s=0.005, batch_key=batch_key
     ).start()
@@ -76,16 +82,15 @@ def runtime(
         jobs=job_store,
         store=object_store,
         archive=ResultArchive(object_store, RESULTS_BUCKET),
-        detector=detector,
+        device=detector.device,
+        models={"m": ServedModel(source, counting, warm)},  # type: ignore[arg-type]
         batcher=batcher,
         io_pool=ThreadPoolExecutor(8, thread_name_prefix="test-io"),
         staging_slots=threading.BoundedSemaphore(SLOTS),
         stats=WorkerStats(),
-        max_batch=2,
         watchdog=Watchdog(60),
         name="staging-test",
     )
-    runtime.detector = counting  # type: ignore[assignment]
     yield runtime, counting
     batcher.stop()
     runtime.io_pool.shutdown()

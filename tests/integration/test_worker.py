@@ -41,12 +41,14 @@ def test_heartbeat_names_device_model_and_warmth(
     assert beat.device == "cpu"
     assert beat.warmed
     assert beat.threads == os.cpu_count()  # not Ultralytics' cores - 1
-    assert beat.model_sha256 == sha256_of(model_path)
-    assert beat.model == model_path.stem
+    [served] = beat.models
+    assert served.sha256 == sha256_of(model_path)
+    assert (served.id, served.name, served.version) == (model_path.stem, model_path.stem, None)
+    assert (served.task, served.format) == ("detect", "pt")
 
 
 def test_worker_runs_a_job_to_the_end(
-    job_store: JobStore, queue: ChunkQueue, object_store: ObjectStore
+    job_store: JobStore, queue: ChunkQueue, object_store: ObjectStore, model_path: Path
 ) -> None:
     images = put_images(object_store, 6)
     job_id = submit(job_store, queue, images)
@@ -58,6 +60,10 @@ def test_worker_runs_a_job_to_the_end(
     assert [(item.width, item.height) for item in items if item] == [
         (200 + 40 * i, 160 + 20 * i) for i in range(6)
     ]
+    # Every item says which weights ran it.
+    assert {(i.model, i.version, i.sha256) for i in items if i} == {
+        (queue.model, None, sha256_of(model_path))
+    }
     archive = ResultArchive(object_store, RESULTS_BUCKET)
     assert archive.read_results(job_id) == items
     manifest = archive.read_manifest(job_id)

@@ -1,0 +1,149 @@
+"""What a worker serves: model references resolved to files, loaded and warmed.
+
+A worker serves one or more model versions (``YOLOQ_MODEL`` / ``yoloq worker --model``):
+registry references (``parts-seg@production``, ``defects:3``, ``traffic``) or, as before
+the registry, one weights file (a path or ``s3://bucket/key``). Each version has a queue
+of its own (``yoloq.keys.queue_name(id)``), and results carry which version ran them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from workers.device import Device
+from workers.model import Detector, WarmUp, resolve_weights
+from yoloq.catalog import ModelReference, ModelVersion
+from yoloq.object_store import ObjectStore
+from yoloq.registry import ModelRegistry
+from yoloq.schemas import ResultItem, ServedModelInfo
+from yoloq.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_SUFFIXES = (".pt", ".onnx", ".torchscript", ".engine", ".mlpackage", "_model")
+
+
+def is_weights_file(spec: str) -> bool:
+    """A path or an ``s3://`` URI, rather than a registry reference."""
+    return spec.startswith("s3://") or "/" in spec or spec.endswith(WEIGHTS_SUFFIXES)
+
+
+def model_specs(text: str) -> list[str]:
+    """``YOLOQ_MODEL``: registry references separated by commas, or one weights file."""
+    specs = [part.strip() for part in text.split(",") if part.strip()]
+    if not specs:
+        raise ValueError("no model given: set YOLOQ_MODEL or pass --model")
+    files = [spec for spec in specs if is_weights_file(spec)]
+    if files and len(specs) > 1:
+        raise ValueError(
+            f"a worker serves one weights file or registry references, not both ({text!r}): "
+            "push the file with `yoloq models push` to serve it beside others"
+        )
+    return specs
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One version to load: where its weights are and how it is named."""
+
+    id: str
+    name: str
+    version: int | None
+    weights: Path
+    format: str
+
+
+def resolve_sources(
+    specs: list[str], settings: Settings, store: ObjectStore, registry: ModelRegistry
+) -> list[ModelSource]:
+    """Every version the references name (all the versions of a split alias), with its
+    weights downloaded into the cache."""
+    sources: dict[str, ModelSource] = {}
+    for spec in specs:
+        if is_weights_file(spec):
+            name = settings.queue_model_name
+            weights = resolve_weights(spec, store, settings.cache_dir)
+            sources[name] = ModelSource(name, name, None, weights, weights.suffix.lstrip("."))
+            continue
+        reference = ModelReference.parse(spec)
+        for version in registry.card(reference.name).serving(reference):
+            sources[version.id] = version_source(version, settings, registry)
+    return list(sources.values())
+
+
+def version_source(
+    version: ModelVersion, settings: Settings, registry: ModelRegistry
+) -> ModelSource:
+    file = version.file(settings.model_format)
+    weights = registry.download(version, file.format, settings.cache_dir)
+    return ModelSource(version.id, version.name, version.version, weights, file.format)
+
+
+@dataclass
+class ServedModel:
+    """One model version loaded on this worker's device, warm."""
+
+    source: ModelSource
+    detector: Detector
+    warm: WarmUp
+    draining: bool = False
+    """Its alias moved on: the worker finishes its queue, then unloads it."""
+
+    @property
+    def id(self) -> str:
+        return self.source.id
+
+    @property
+    def max_batch(self) -> int:
+        return self.warm.max_batch
+
+    def info(self) -> ServedModelInfo:
+        return ServedModelInfo(
+            id=self.id,
+            name=self.source.name,
+            version=self.source.version,
+            sha256=self.detector.sha256,
+            task=self.detector.task,
+            format=self.source.format,
+            max_batch=self.max_batch,
+            draining=self.draining,
+        )
+
+    def stamp(self, item: ResultItem) -> ResultItem:
+        """An item as this version's: which model, version and weights ran it."""
+        return item.model_copy(
+            update={
+                "model": self.source.name,
+                "version": self.source.version,
+                "sha256": self.detector.sha256,
+                "task": self.detector.task,
+            }
+        )
+
+
+def load_served(
+    source: ModelSource, device: Device, max_batch: int | None, imgsz: int | None
+) -> ServedModel:
+    """Load and warm one version. Call it on a passing thread (``workers.main``)."""
+    detector = Detector(source.weights, device)
+    log.info(
+        "model %s (%s, %s, sha256 %s) loaded on %s",
+        source.id,
+        detector.task,
+        source.format,
+        detector.sha256[:12],
+        device.requested,
+    )
+    warm = detector.warm_up(max_batch=max_batch, imgsz=imgsz)
+    costs = ", ".join(f"{size}: {1000 * s:.1f} ms" for size, s in warm.per_image_s.items())
+    log.info(
+        "model %s warmed in %.1fs at imgsz %d; max batch %d%s",
+        source.id,
+        warm.seconds,
+        warm.imgsz,
+        warm.max_batch,
+        f" (per-image cost by batch size: {costs})" if costs else " (YOLOQ_MAX_BATCH)",
+    )
+    return ServedModel(source, detector, warm)

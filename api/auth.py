@@ -25,6 +25,11 @@ class Principal:
     tenant: str
     buckets: frozenset[str]
     admin: bool
+    models: frozenset[str] | None = None
+    """The model names its jobs may run on; None: every model."""
+
+    def may_use(self, model_name: str) -> bool:
+        return self.models is None or model_name in self.models
 
     def may_read(self, ref: ImageRef, uploads_bucket: str) -> bool:
         """Its own buckets, and its own uploads in the shared uploads bucket."""
@@ -49,7 +54,8 @@ def authenticate(request: Request, services: ServicesDep) -> Principal:
     tenant = ring.find(api_key.strip())
     if tenant is None:
         raise _unauthorized("invalid API key")
-    return Principal(tenant.tenant, frozenset(tenant.buckets), tenant.admin)
+    models = frozenset(tenant.models) if tenant.models is not None else None
+    return Principal(tenant.tenant, frozenset(tenant.buckets), tenant.admin, models)
 
 
 def require_admin(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:

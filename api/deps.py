@@ -14,6 +14,7 @@ from yoloq.archive import ResultArchive
 from yoloq.job_store import JobStore
 from yoloq.object_store import ObjectStore
 from yoloq.queue import ChunkQueue, make_celery
+from yoloq.registry import ModelRegistry
 from yoloq.settings import Settings
 
 
@@ -26,6 +27,7 @@ class Services:
     queue: ChunkQueue
     metrics: ApiMetrics
     keyring: KeyRing
+    registry: ModelRegistry
     drain_rates: dict[str, DrainRate] = field(default_factory=dict)
 
     def drain_rate(self, model: str) -> DrainRate:
@@ -43,6 +45,7 @@ class Services:
             queue=ChunkQueue(make_celery(settings), settings.queue_model_name),
             metrics=ApiMetrics(jobs.queued_images),
             keyring=KeyRing(settings),
+            registry=ModelRegistry(store, settings.models_bucket, settings.catalog_cache_s),
         )
 
 

@@ -14,7 +14,7 @@ from api.deps import Services
 from api.docs import install_docs
 from api.limits import BodyLimitMiddleware
 from api.metrics import MetricsMiddleware
-from api.routes import dead_letters, health, images, jobs, workers
+from api.routes import dead_letters, health, images, jobs, models, workers
 from yoloq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(images.router)
     app.include_router(workers.router)
+    app.include_router(models.router)
     app.include_router(dead_letters.router)
 
     @app.get("/metrics", include_in_schema=False)

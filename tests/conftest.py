@@ -43,6 +43,8 @@ CLAIM_KEY = "yoloq-test:claimed-by"
 API_KEY = "tenant-a-key-0123456789"
 OTHER_API_KEY = "tenant-b-key-0123456789"
 ADMIN_API_KEY = "admin-key-0123456789"
+LIMITED_API_KEY = "tenant-c-key-0123456789"
+"""May read the input bucket, and run the model named shapes only."""
 
 
 def key_hash(key: str) -> str:
@@ -59,6 +61,11 @@ API_KEYS = {
     key_hash(API_KEY): {"tenant": "tenant-a", "buckets": [INPUT_BUCKET]},
     key_hash(OTHER_API_KEY): {"tenant": "tenant-b", "buckets": [OTHER_BUCKET]},
     key_hash(ADMIN_API_KEY): {"tenant": "ops", "buckets": [], "admin": True},
+    key_hash(LIMITED_API_KEY): {
+        "tenant": "tenant-c",
+        "buckets": [INPUT_BUCKET],
+        "models": ["shapes"],
+    },
 }
 
 # boto3 needs credentials; moto accepts any.

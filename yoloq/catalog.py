@@ -230,3 +230,35 @@ class ModelCard(BaseModel):
         if reference.version is not None:
             return [self.version(reference.version)]
         return [self.version(number) for number in self.alias_for(reference).versions]
+
+
+class VersionStatus(ModelVersion):
+    """A version as ``GET /v1/models/{name}`` shows it: what it is and who serves it."""
+
+    workers: list[str] = Field(description="Live workers serving it.")
+    queued_images: int = Field(description="Images of accepted jobs it has not run yet.")
+
+
+class ModelStatus(BaseModel):
+    """A model as ``GET /v1/models`` and ``GET /v1/models/{name}`` show it."""
+
+    name: str
+    task: Task | None = Field(description="The task of its newest version.")
+    versions: list[VersionStatus]
+    aliases: dict[str, Alias] = Field(description="Alias name to versions and weights.")
+    in_registry: bool = Field(
+        default=True,
+        description="False for a model workers serve from a weights file (YOLOQ_MODEL), "
+        "outside the registry: it has no versions or aliases.",
+    )
+    workers: list[str] = Field(default_factory=list, description="Live workers serving any of it.")
+    queued_images: int = 0
+
+
+class AliasUpdate(BaseModel):
+    """The body of ``PUT /v1/models/{name}/aliases/{alias}``."""
+
+    target: str = Field(
+        description="A version (7), or versions with weights (7:90,8:10): a canary.",
+        examples=["7", "7:90,8:10"],
+    )

@@ -12,6 +12,7 @@ import httpx
 from yoloq.client import ApiError
 from yoloq.commands import add_commands
 from yoloq.demo import SAMPLES
+from yoloq.model_commands import add_model_commands
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_export)
 
     add_commands(commands)
+    add_model_commands(commands)
 
     demo = commands.add_parser(
         "demo", help="start everything locally, run a job on the sample images, print results"

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from yoloq.catalog import AliasUpdate, ModelStatus
 from yoloq.schemas import (
     ImageRef,
     InferenceParams,
@@ -65,10 +66,22 @@ class Client:
         uploaded = UploadedImage.model_validate(body)
         return ImageRef(bucket=uploaded.bucket, key=uploaded.key)
 
-    def submit(self, images: list[ImageRef], params: InferenceParams | None = None) -> JobAccepted:
-        job = JobCreate(images=images, params=params or InferenceParams())
+    def submit(
+        self,
+        images: list[ImageRef],
+        params: InferenceParams | None = None,
+        model: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> JobAccepted:
+        job = JobCreate(images=images, params=params or InferenceParams(), model=model)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return JobAccepted.model_validate(
-            self._call("POST", "/v1/jobs", json=job.model_dump(mode="json"))
+            self._call(
+                "POST",
+                "/v1/jobs",
+                json=job.model_dump(mode="json", exclude_none=True),
+                headers=headers,
+            )
         )
 
     def job(self, job_id: str) -> JobPublic:
@@ -87,6 +100,20 @@ class Client:
             page = self.results_page(job_id, offset, page_size)
             yield from page.items
             offset = page.next_offset
+
+    def models(self) -> list[ModelStatus]:
+        return [ModelStatus.model_validate(m) for m in self._call("GET", "/v1/models")]
+
+    def model(self, name: str) -> ModelStatus:
+        return ModelStatus.model_validate(self._call("GET", f"/v1/models/{name}"))
+
+    def set_alias(self, name: str, alias: str, target: str) -> ModelStatus:
+        body = self._call(
+            "PUT",
+            f"/v1/models/{name}/aliases/{alias}",
+            json=AliasUpdate(target=target).model_dump(),
+        )
+        return ModelStatus.model_validate(body)
 
     def workers(self) -> list[WorkerHeartbeat]:
         return [WorkerHeartbeat.model_validate(w) for w in self._call("GET", "/v1/workers")]

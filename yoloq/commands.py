@@ -73,7 +73,12 @@ def write_results(items: list[ResultItem], out: Path | None, fmt: str) -> None:
 def _params(args: argparse.Namespace) -> InferenceParams:
     classes = [int(c) for c in args.classes.split(",")] if args.classes else None
     return InferenceParams(
-        conf=args.conf, iou=args.iou, imgsz=args.imgsz, max_det=args.max_det, classes=classes
+        conf=args.conf,
+        iou=args.iou,
+        imgsz=args.imgsz,
+        max_det=args.max_det,
+        classes=classes,
+        top_k=args.top_k,
     )
 
 
@@ -95,8 +100,9 @@ def submit(args: argparse.Namespace) -> int:
             print(f"\ruploading {n}/{len(local)}", end="", file=sys.stderr, flush=True)
         if local:
             print(file=sys.stderr)
-        accepted = client.submit(refs, params)
-        print(f"job {accepted.id}: {accepted.total} images", file=sys.stderr)
+        accepted = client.submit(refs, params, model=args.model)
+        pinned = f" on {accepted.model.id}" if accepted.model else ""
+        print(f"job {accepted.id}: {accepted.total} images{pinned}", file=sys.stderr)
         if args.no_wait:
             print(accepted.id)
             return 0
@@ -130,7 +136,7 @@ def results(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(rows: Iterable[list[str]], header: list[str]) -> str:
+def table(rows: Iterable[list[str]], header: list[str]) -> str:
     rows = [header, *rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
@@ -157,7 +163,7 @@ def workers(args: argparse.Namespace) -> int:
         for w in beats
     ]
     header = ["NAME", "DEVICE", "MODELS", "WARM", "MAX BATCH", "IMAGES", "LAST SEEN"]
-    print(_table(rows, header))
+    print(table(rows, header))
     return 0
 
 
@@ -171,9 +177,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sub.add_argument("--annotate", type=Path, metavar="DIR", help="save local images with boxes")
     sub.add_argument("--conf", type=float, default=0.25)
     sub.add_argument("--iou", type=float, default=0.7)
-    sub.add_argument("--imgsz", type=int, default=640)
+    sub.add_argument(
+        "--imgsz", type=int, help="inference size (default: the model's training size)"
+    )
     sub.add_argument("--max-det", type=int, default=300)
     sub.add_argument("--classes", help="comma-separated class ids to keep")
+    sub.add_argument("--model", help="name, name:7 or name@alias (default: the deployment's)")
+    sub.add_argument("--top-k", type=int, default=5, help="classify models: classes kept")
     sub.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the job")
     sub.add_argument("--no-wait", action="store_true", help="print the job id and return")
     add_api_option(sub)

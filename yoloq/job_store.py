@@ -23,6 +23,7 @@ from yoloq.schemas import (
     JobPublic,
     JobStatus,
     Manifest,
+    ModelPin,
     ObjectLocation,
     ResultItem,
     WorkerHeartbeat,
@@ -122,6 +123,7 @@ class JobStore:
         results: ObjectLocation,
         ttl_s: int,
         tasks: list[ChunkTask] | None = None,
+        pin: ModelPin | None = None,
     ) -> JobRecord:
         now = time.time()
         key = self.keys.job(job_id)
@@ -136,6 +138,7 @@ class JobStore:
             "tenant": tenant,
             "callback_url": callback_url or "",
             "model": model,
+            "pin": pin.model_dump_json() if pin else "",
             "params": params.model_dump_json(),
             "results_bucket": results.bucket,
             "results_key": results.key,
@@ -168,6 +171,7 @@ class JobStore:
             started_at=_timestamp(fields.get("started_at")),
             finished_at=_timestamp(fields.get("finished_at")),
             results=ObjectLocation(bucket=fields["results_bucket"], key=fields["results_key"]),
+            model=ModelPin.model_validate_json(fields["pin"]) if fields.get("pin") else None,
         )
         return JobRecord(
             public=public,

@@ -124,8 +124,9 @@ class ModelRegistry:
         if info.format != "pt":
             raise CatalogError(
                 f"{path.name}: push the .pt weights; exports are added to a version with "
-                "yoloq export --push"
+                "`yoloq models export name:N --format onnx`"
             )
+        self.store.ensure_bucket(self.bucket)
         digest = sha256_of(path)
         existing = self._version_holding(name, digest)
         if existing is not None:

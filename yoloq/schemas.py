@@ -170,17 +170,6 @@ class JobCreate(BaseModel):
 Priority = Literal["high", "normal", "low"]
 
 
-class JobAccepted(BaseModel):
-    id: str
-    status: JobStatus
-    total: int
-
-
-class ObjectLocation(BaseModel):
-    bucket: str
-    key: str
-
-
 class ModelPin(BaseModel):
     """The one model version a job runs on, chosen when it was accepted."""
 
@@ -191,6 +180,18 @@ class ModelPin(BaseModel):
     )
     sha256: str | None = Field(default=None, description="SHA-256 of the version's weights.")
     task: Task | None = None
+
+
+class JobAccepted(BaseModel):
+    id: str
+    status: JobStatus
+    total: int
+    model: ModelPin | None = Field(default=None, description="The model version it runs on.")
+
+
+class ObjectLocation(BaseModel):
+    bucket: str
+    key: str
 
 
 class JobPublic(BaseModel):

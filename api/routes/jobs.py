@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from api.auth import CurrentPrincipal, Principal
 from api.backpressure import retry_after_s
 from api.deps import Services, ServicesDep
+from api.pinning import pin_model
 from yoloq import keys
 from yoloq.chunking import split_into_chunks
 from yoloq.coco import to_coco
@@ -162,7 +163,10 @@ def _replay(
     record = services.jobs.get(first_job)
     job_status = record.public.status if record else JobStatus.QUEUED
     return JobAccepted(
-        id=first_job, status=job_status, total=record.public.total if record else total
+        id=first_job,
+        status=job_status,
+        total=record.public.total if record else total,
+        model=record.public.model if record else None,
     )
 
 
@@ -171,9 +175,12 @@ def _replay(
     status_code=status.HTTP_202_ACCEPTED,
     responses={
         401: {"description": "No API key, or an unknown one."},
-        403: {"description": "An image is outside what the API key may read."},
+        403: {"description": "An image or the model is outside what the API key may use."},
         409: {"description": "The Idempotency-Key was used for a different request."},
-        422: {"description": "The body is invalid or holds too many images."},
+        422: {
+            "description": "The body is invalid, holds too many images, or names a model, "
+            "version or alias the registry does not have."
+        },
         429: {"description": "The model's queue is full; see Retry-After."},
         503: {"description": "Redis or the broker is unreachable."},
     },
@@ -196,11 +203,12 @@ def submit_job(
     _check_callback(body, settings)
     images = _images(body, services, principal)
     job_id = uuid.uuid4().hex
+    pin = pin_model(body.model, job_id, settings, services.registry, principal)
     if idempotency_key:
         replayed = _replay(services, principal, idempotency_key, job_id, body, len(images))
         if replayed:
             return replayed
-    model = settings.queue_model_name
+    model = pin.id
     try:
         _check_backpressure(services, model, len(images))
     except HTTPException:
@@ -222,6 +230,7 @@ def submit_job(
         results=ObjectLocation(bucket=settings.results_bucket, key=keys.results_key(job_id)),
         ttl_s=settings.result_ttl_s,
         tasks=chunks,
+        pin=pin,
     )
     try:
         for chunk in chunks:
@@ -237,8 +246,14 @@ def submit_job(
         ) from error
     services.metrics.jobs_submitted.labels(model).inc()
     services.metrics.images_submitted.labels(model).inc(len(images))
-    log.info("job %s queued: %d images in %d chunks", job_id, len(images), len(chunks))
-    return JobAccepted(id=job_id, status=JobStatus.QUEUED, total=len(images))
+    log.info(
+        "job %s queued: %d images in %d chunks for model %s",
+        job_id,
+        len(images),
+        len(chunks),
+        model,
+    )
+    return JobAccepted(id=job_id, status=JobStatus.QUEUED, total=len(images), model=pin)
 
 
 def _job(job_id: str, services: ServicesDep, principal: Principal) -> tuple[JobPublic, bool]:

@@ -73,7 +73,7 @@ def test_submit_folder_and_s3_prefix_then_status_results_workers(
     refused = _yoloq(api_url, "workers")
     assert refused.returncode != 0 and "admin" in refused.stderr
     table = _yoloq(api_url, "workers", key=ADMIN_API_KEY).stdout
-    assert table.splitlines()[0].split()[:3] == ["NAME", "DEVICE", "MODEL"]
+    assert table.splitlines()[0].split()[:3] == ["NAME", "DEVICE", "MODELS"]
     assert worker in table and " yes " in table
 
 

@@ -47,7 +47,14 @@ def test_worker_without_a_model_setting_says_so(stack_env: dict[str, str]) -> No
     env = {**stack_env, "YOLOQ_MODEL": ""}
     result = _start_worker(env, "--device", "cpu")
     assert result.returncode != 0
-    assert "YOLOQ_MODEL is not set" in result.stderr
+    assert "no model to serve: pass --model" in result.stderr
+
+
+def test_worker_asked_for_a_model_the_registry_lacks_says_so(stack_env: dict[str, str]) -> None:
+    result = _start_worker(stack_env, "--device", "cpu", "--model", "no-such-model@production")
+    assert result.returncode != 0
+    assert "cannot serve 'no-such-model@production'" in result.stderr
+    assert "no model named 'no-such-model'" in result.stderr
 
 
 def test_worker_asked_for_a_missing_gpu_says_so(stack_env: dict[str, str]) -> None:

@@ -1,0 +1,301 @@
+"""The model catalog through the whole service: models pushed with the CLI, one worker
+serving six versions of five models (every task), jobs naming models, versions and
+aliases, a canary split, a tenant limited to some models, and the lineage on every item.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from scripts.make_shapes_dataset import generate_image
+from tests.conftest import (
+    ADMIN_API_KEY,
+    API_KEY,
+    FIXTURES,
+    INPUT_BUCKET,
+    LIMITED_API_KEY,
+)
+from tests.image_factory import encode
+from yoloq.catalog import Alias, ModelStatus
+from yoloq.client import ApiError, Client
+from yoloq.job_store import JobStore
+from yoloq.local_services import ProcessGroup, wait_until, yoloq_argv
+from yoloq.object_store import ObjectStore
+from yoloq.registry import sha256_of
+from yoloq.schemas import ImageRef, InferenceParams, JobStatus, ResultItem
+
+WORKER = "catalog-worker"
+TASK_MODELS = {
+    "parts-seg": "shapes_yolov8n-seg.pt",
+    "robot-pose": "shapes_yolov8n-pose.pt",
+    "aerial-obb": "shapes_yolov8n-obb.pt",
+    "pass-fail": "shapes_yolov8n-cls.pt",
+}
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        yoloq_argv(*args), env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def _second_version(weights: Path, out: Path) -> Path:
+    """The same network saved again with another date: other bytes, a new version."""
+    checkpoint = torch.load(weights, map_location="cpu", weights_only=False)
+    checkpoint["date"] = "2026-12-01T00:00:00"
+    torch.save(checkpoint, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pushed(
+    stack_env: dict[str, str], model_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """Every model pushed with ``yoloq models push``; the SHA-256 of each version id."""
+    import os
+
+    env = {**os.environ, **stack_env}
+    shapes_v2 = _second_version(model_path, tmp_path_factory.mktemp("v2") / "shapes-v2.pt")
+    pushes = [("shapes", model_path), ("shapes", shapes_v2)]
+    pushes += [(name, FIXTURES / file) for name, file in TASK_MODELS.items()]
+    digests = {}
+    for name, weights in pushes:
+        done = _cli(env, "models", "push", str(weights), "--name", name)
+        assert done.returncode == 0, done.stderr
+        digests[done.stdout.strip()] = sha256_of(weights)
+    assert set(digests) == {"shapes:1", "shapes:2", *(f"{name}:1" for name in TASK_MODELS)}
+    # The same bytes again: the same version, not a new one.
+    again = _cli(env, "models", "push", str(model_path), "--name", "shapes")
+    assert again.returncode == 0 and again.stdout.strip() == "shapes:1", again.stderr
+    assert "already there" in again.stderr
+    done = _cli(env, "models", "alias", "shapes", "production", "1")
+    assert done.returncode == 0 and "shapes@production -> 1" in done.stdout, done.stderr
+    return digests
+
+
+@pytest.fixture(scope="module")
+def catalog_worker(
+    pushed: dict[str, str],
+    stack_env: dict[str, str],
+    job_store: JobStore,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """One worker serving every version: shapes:1 and :2 and one of each task."""
+    env = {
+        **stack_env,
+        "YOLOQ_MODEL": ",".join(["shapes:1", "shapes:2", *TASK_MODELS]),
+        "YOLOQ_MAX_BATCH": "4",
+        "YOLOQ_METRICS_PORT": "0",
+    }
+    with ProcessGroup(tmp_path_factory.mktemp("catalog-logs")) as group:
+        process = group.start(
+            WORKER, yoloq_argv("worker", "--device", "cpu", "--name", WORKER), env
+        )
+
+        def warmed() -> bool:
+            return any(w.name == WORKER and w.warmed for w in job_store.live_workers(30))
+
+        group.wait_ready(process, warmed, timeout_s=300)
+        yield WORKER
+
+
+@pytest.fixture(scope="module")
+def client(api_url: str, catalog_worker: str) -> Iterator[Client]:
+    with Client(api_url, api_key=API_KEY) as api_client:
+        yield api_client
+
+
+@pytest.fixture(scope="module")
+def admin(api_url: str) -> Iterator[Client]:
+    with Client(api_url, api_key=ADMIN_API_KEY) as api_client:
+        yield api_client
+
+
+def _images(store: ObjectStore, count: int, seed: int = 9100) -> list[ImageRef]:
+    refs = []
+    for i in range(count):
+        image, _ = generate_image(seed + i)
+        key = f"catalog/{uuid.uuid4().hex}.jpg"
+        store.put(INPUT_BUCKET, key, encode(image, ".jpg"))
+        refs.append(ImageRef(bucket=INPUT_BUCKET, key=key))
+    return refs
+
+
+def _run(
+    client: Client, refs: list[ImageRef], model: str | None, params: InferenceParams | None = None
+) -> list[ResultItem]:
+    accepted = client.submit(refs, params, model=model)
+    job = client.wait(accepted.id, timeout_s=300)
+    assert job.status == JobStatus.SUCCEEDED, job
+    assert job.model == accepted.model
+    return list(client.results(accepted.id))
+
+
+def test_jobs_name_a_version_and_every_item_says_which_weights_ran_it(
+    client: Client, object_store: ObjectStore, pushed: dict[str, str]
+) -> None:
+    refs = _images(object_store, 6)
+    for model, expected in [("shapes:1", "shapes:1"), ("shapes:2", "shapes:2")]:
+        items = _run(client, refs, model)
+        version = int(expected.split(":")[1])
+        assert {(i.model, i.version, i.sha256, i.task) for i in items} == {
+            ("shapes", version, pushed[expected], "detect")
+        }
+        assert sum(len(i.detections) for i in items) >= 6
+    # A bare name is its production alias.
+    items = _run(client, refs, "shapes")
+    assert {i.version for i in items} == {1}
+
+
+def test_every_task_through_the_service(
+    client: Client, object_store: ObjectStore, pushed: dict[str, str]
+) -> None:
+    refs = _images(object_store, 4)
+    segments = _run(client, refs, "parts-seg", InferenceParams(imgsz=320))
+    assert {i.task for i in segments} == {"segment"}
+    found = [d for i in segments for d in i.detections]
+    assert found and all(d.polygons and len(d.polygons[0]) >= 6 for d in found)
+
+    poses = _run(client, refs, "robot-pose", InferenceParams(imgsz=320))
+    points = [k for i in poses for d in i.detections for k in d.keypoints or []]
+    assert points and {k.name for k in points} == {
+        "top_left",
+        "top_right",
+        "bottom_right",
+        "bottom_left",
+    }
+
+    oriented = _run(client, refs, "aerial-obb", InferenceParams(imgsz=320))
+    boxes = [d.rotated_box for i in oriented for d in i.detections]
+    assert boxes and all(b is not None and len(b.corners) == 4 for b in boxes)
+
+    crops = _run(client, refs, "pass-fail", InferenceParams(top_k=2))
+    assert all(i.task == "classify" and i.classes and len(i.classes) == 2 for i in crops)
+    assert all(i.detections == [] for i in crops)
+    assert {i.sha256 for i in crops} == {pushed["pass-fail:1"]}
+
+
+def test_an_unknown_model_version_or_alias_is_refused_by_name(
+    client: Client, object_store: ObjectStore
+) -> None:
+    refs = _images(object_store, 1)
+    for model, named in [
+        ("no-such-model", "no model named 'no-such-model'"),
+        ("shapes:9", "no version 9"),
+        ("shapes@nightly", "no alias 'nightly'"),
+    ]:
+        with pytest.raises(ApiError) as refused:
+            client.submit(refs, model=model)
+        assert refused.value.status_code == 422, model
+        assert named in str(refused.value.detail), refused.value.detail
+    # A reference that does not parse is refused by the body's validation.
+    response = client.http.post(
+        "/v1/jobs", json={"images": [refs[0].model_dump()], "model": "Bad Name!"}
+    )
+    assert response.status_code == 422 and "a name is" in response.text
+
+
+def test_a_key_limited_to_some_models_gets_403_for_the_others(
+    api_url: str, object_store: ObjectStore, catalog_worker: str
+) -> None:
+    refs = _images(object_store, 1)
+    with Client(api_url, api_key=LIMITED_API_KEY) as limited:
+        accepted = limited.submit(refs, model="shapes:2")
+        assert accepted.model is not None and accepted.model.id == "shapes:2"
+        with pytest.raises(ApiError) as refused:
+            limited.submit(refs, model="parts-seg")
+        assert refused.value.status_code == 403
+        assert "may not run model 'parts-seg'" in str(refused.value.detail)
+        assert [m.name for m in limited.models()] == ["shapes"]
+
+
+def test_a_canary_split_gets_its_share_and_a_retry_gets_the_same_version(
+    client: Client, admin: Client, object_store: ObjectStore
+) -> None:
+    refs = _images(object_store, 1)
+    shown = admin.set_alias("shapes", "canary", "1:90,2:10")
+    assert str(shown.aliases["canary"]) == "1:90,2:10"
+    split = Alias.parse("1:90,2:10")
+    pinned: Counter[int] = Counter()
+    jobs = []
+    for _ in range(200):
+        accepted = client.submit(refs, model="shapes@canary")
+        assert accepted.model is not None and accepted.model.version is not None
+        # Chosen from the job id, so anyone can tell which version a job gets.
+        assert accepted.model.version == split.choose(accepted.id)
+        pinned[accepted.model.version] += 1
+        jobs.append(accepted)
+    # 10% of 200 is 20; this range fails about once in 20,000 runs.
+    assert 5 <= pinned[2] <= 40 and pinned[1] + pinned[2] == 200, pinned
+    # A retried submit is the same job, so the same version.
+    key = uuid.uuid4().hex
+    first = client.submit(refs, model="shapes@canary", idempotency_key=key)
+    retried = client.submit(refs, model="shapes@canary", idempotency_key=key)
+    assert (retried.id, retried.model) == (first.id, first.model)
+    for accepted in jobs[:40]:
+        client.wait(accepted.id, timeout_s=300)
+        [item] = client.results(accepted.id)
+        assert accepted.model is not None and item.version == accepted.model.version
+
+
+def test_moving_an_alias_leaves_accepted_jobs_on_their_version(
+    client: Client, admin: Client, object_store: ObjectStore
+) -> None:
+    refs = _images(object_store, 24)
+    admin.set_alias("shapes", "line-3", "1")
+    before = client.submit(refs, model="shapes@line-3")
+    admin.set_alias("shapes", "line-3", "2")
+    # The API caches what it read of a model for YOLOQ_CATALOG_CACHE_S (2 s).
+    wait_until(
+        lambda: client.submit(refs[:1], model="shapes@line-3").model.version == 2,  # type: ignore[union-attr]
+        timeout_s=10,
+        what="new jobs to see the moved alias",
+    )
+    client.wait(before.id, timeout_s=300)
+    assert {item.version for item in client.results(before.id)} == {1}
+
+
+def test_models_show_versions_aliases_workers_and_queues(
+    client: Client, admin: Client, catalog_worker: str, pushed: dict[str, str]
+) -> None:
+    models = {m.name: m for m in client.models()}
+    assert set(TASK_MODELS) | {"shapes"} <= set(models)
+    shapes = client.model("shapes")
+    assert [v.version for v in shapes.versions] == [1, 2]
+    assert all(v.workers == [catalog_worker] for v in shapes.versions)
+    assert [v.sha256 for v in shapes.versions] == [pushed["shapes:1"], pushed["shapes:2"]]
+    assert str(shapes.aliases["production"]) == "1"
+    assert shapes.versions[0].class_names == {0: "circle", 1: "square", 2: "triangle", 3: "star"}
+    assert {models[name].task for name in TASK_MODELS} == {"segment", "pose", "obb", "classify"}
+    with pytest.raises(ApiError) as refused:
+        client.set_alias("shapes", "production", "2")
+    assert refused.value.status_code == 403
+
+
+def test_a_model_no_worker_serves_is_queued_and_shown_without_workers(
+    client: Client, admin: Client, object_store: ObjectStore, stack_env: dict[str, str]
+) -> None:
+    import os
+
+    env = {**os.environ, **stack_env}
+    done = _cli(env, "models", "push", str(FIXTURES / "shapes_yolov8n-cls.pt"), "--name", "idle")
+    assert done.returncode == 0, done.stderr
+    accepted = client.submit(_images(object_store, 3), model="idle")
+    assert accepted.status == JobStatus.QUEUED and accepted.model is not None
+    idle: ModelStatus = client.model("idle")
+    assert idle.workers == [] and idle.queued_images == 3
+    assert idle.versions[0].queued_images == 3
+    # Nothing lost: cancelled, its images leave the count.
+    httpx.delete(
+        f"{client.http.base_url}/v1/jobs/{accepted.id}",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    ).raise_for_status()
+    assert client.model("idle").queued_images == 0

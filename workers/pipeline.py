@@ -24,17 +24,15 @@ from yoloq.object_store import (
     ObjectTooLarge,
     StorageUnavailable,
 )
+from yoloq.results import ItemError, ItemTimings, ResultItem
 from yoloq.schemas import (
     ChunkTask,
     DeadLetter,
     ImageRef,
     InferenceParams,
-    ItemError,
     ItemErrorCode,
-    ItemTimings,
     JobPublic,
     JobStatus,
-    ResultItem,
 )
 
 log = logging.getLogger(__name__)
@@ -148,9 +146,14 @@ def _timed_out(item: ResultItem, soft_limit_s: float) -> ResultItem:
 
 
 def _result_item(
-    index: int, ref: ImageRef, staged: Staged, deadline: float, soft_limit_s: float
+    model: ServedModel,
+    index: int,
+    ref: ImageRef,
+    staged: Staged,
+    deadline: float,
+    soft_limit_s: float,
 ) -> ResultItem:
-    item = ResultItem(index=index, bucket=ref.bucket, key=ref.key, status="ok")
+    item = model.new_item(index, ref, status="ok")
     if staged.error is not None:
         return item.model_copy(update={"status": "error", "error": staged.error})
     item = item.model_copy(update={"width": staged.width, "height": staged.height})
@@ -175,13 +178,9 @@ def _result_item(
         }
     )
     prediction = output.prediction
-    return item.model_copy(
-        update={
-            "detections": prediction.detections,
-            "classes": prediction.classes,
-            "timings": timings,
-        }
-    )
+    if prediction.classes is not None:
+        return item.model_copy(update={"classes": prediction.classes, "timings": timings})
+    return item.model_copy(update={"detections": prediction.detections, "timings": timings})
 
 
 class ModelNotServed(Exception):
@@ -227,10 +226,9 @@ def run_chunk(runtime: WorkerRuntime, task: ChunkTask, deadline: float) -> list[
         except FutureTimeout:
             if future is not None and future.cancel():  # never started: give back its slot
                 _unstage(runtime)
-            item = ResultItem(index=index, bucket=ref.bucket, key=ref.key, status="ok")
-            items.append(model.stamp(_timed_out(item, soft_limit_s)))
+            items.append(_timed_out(model.new_item(index, ref, status="ok"), soft_limit_s))
             continue
-        items.append(model.stamp(_result_item(index, ref, staged, deadline, soft_limit_s)))
+        items.append(_result_item(model, index, ref, staged, deadline, soft_limit_s))
     timed_out = sum(1 for item in items if item.error and item.error.code == ItemErrorCode.TIMEOUT)
     if timed_out:
         log.warning(
@@ -355,10 +353,9 @@ def record_poison(
             "dead-letter list (GET /v1/dead-letters) with the images it held"
         ),
     )
+    model = served_model(runtime, task)
     items = [
-        ResultItem(
-            index=task.start + offset, bucket=ref.bucket, key=ref.key, status="error", error=error
-        )
+        model.new_item(task.start + offset, ref, status="error", error=error)
         for offset, ref in enumerate(task.images)
     ]
     outcome = record_chunk(runtime, task, items)

@@ -14,7 +14,19 @@ from typing import Any
 import numpy as np
 
 from yoloq.catalog import Task
-from yoloq.schemas import ClassScore, Detection, InferenceParams, Keypoint, RotatedBox
+from yoloq.results import (
+    ClassScore,
+    Detection,
+    Keypoint,
+    Mask,
+    MaskPart,
+    ObbDetection,
+    PoseDetection,
+    Rle,
+    RotatedBox,
+    SegmentDetection,
+)
+from yoloq.schemas import InferenceParams
 
 
 @dataclass(frozen=True)
@@ -52,7 +64,7 @@ def postprocess(
         protos = raw[0][1] if isinstance(raw[0], tuple) else raw[1]
         found = _nms(head, boxes_raw, params)
         return [
-            Prediction(_segments(head, rows, proto, input_shape, shape))
+            Prediction(_segments(head, rows, proto, input_shape, shape, params.masks == "rle"))
             for rows, proto, shape in zip(found, protos, original_shapes, strict=True)
         ]
     found = _nms(head, raw, params)
@@ -91,9 +103,11 @@ def _nms(head: Head, raw: Any, params: InferenceParams) -> list[Any]:
     return found
 
 
-def _detection(head: Head, row: list[float], **extra: Any) -> Detection:
+def _detection(
+    head: Head, row: list[float], kind: type[Detection] = Detection, **extra: Any
+) -> Any:
     x1, y1, x2, y2, confidence, class_id = row[:6]
-    return Detection(
+    return kind(
         class_id=int(class_id),
         class_name=head.names.get(int(class_id), str(int(class_id))),
         confidence=round(float(confidence), 6),
@@ -113,7 +127,12 @@ def _boxes(
 
 
 def _segments(
-    head: Head, rows: Any, proto: Any, input_shape: tuple[int, int], original: tuple[int, int]
+    head: Head,
+    rows: Any,
+    proto: Any,
+    input_shape: tuple[int, int],
+    original: tuple[int, int],
+    with_rle: bool,
 ) -> list[Detection]:
     from ultralytics.utils import ops
 
@@ -125,35 +144,74 @@ def _segments(
     rows[:, :4] = ops.scale_boxes(input_shape, rows[:, :4], original)
     keep = masks.amax((-2, -1)) > 0  # Ultralytics drops detections whose mask is empty
     rows, masks = rows[keep], masks[keep]
+    rles: list[Rle | None] = [None] * len(rows)
+    if with_rle:
+        full = ops.scale_masks(masks[None].float(), original)[0] > 0.5
+        rles = [_rle(bitmap) for bitmap in full.cpu().numpy()]
     bitmaps = masks.byte().cpu().numpy()
     return [
-        _detection(head, row, polygons=_outlines(bitmap, input_shape, original))
-        for row, bitmap in zip(rows[:, :6].float().cpu().numpy().tolist(), bitmaps, strict=True)
+        _detection(head, row, SegmentDetection, mask=_mask(bitmap, input_shape, original, rle))
+        for row, bitmap, rle in zip(
+            rows[:, :6].float().cpu().numpy().tolist(), bitmaps, rles, strict=True
+        )
     ]
 
 
-def _outlines(
-    bitmap: np.ndarray, input_shape: tuple[int, int], original: tuple[int, int]
-) -> list[list[float]]:
-    """The outer outline of each separate part of a mask, in original-image pixels.
+def _mask(
+    bitmap: np.ndarray, input_shape: tuple[int, int], original: tuple[int, int], rle: Rle | None
+) -> Mask:
+    """A mask's parts, each its outer outline and its holes, in original-image pixels.
 
-    Ultralytics' ``Results.masks.xy`` joins the parts into one polygon; here each part
-    stays its own polygon, which is what drawing tools and COCO expect."""
+    Ultralytics' ``Results.masks.xy`` joins the parts into one polygon and drops holes;
+    here each part stays its own polygon with its holes, as drawing tools and COCO expect.
+    """
     import cv2
     from ultralytics.utils import ops
 
-    contours, _ = cv2.findContours(
-        np.ascontiguousarray(bitmap), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    # Two levels: outer outlines, and the holes inside each.
+    contours, hierarchy = cv2.findContours(
+        np.ascontiguousarray(bitmap), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE
     )
-    outlines = []
-    for contour in contours:
-        if len(contour) < 3:
+
+    def scaled(contour: np.ndarray) -> np.ndarray:
+        points = contour.reshape(-1, 2).astype(np.float32)
+        return np.asarray(ops.scale_coords(input_shape, points, original, normalize=False))
+
+    def rounded(points: np.ndarray) -> list[list[float]]:
+        return [[round(float(x), 1), round(float(y), 1)] for x, y in points]
+
+    parts = []
+    area = 0.0
+    links = hierarchy[0] if hierarchy is not None else []
+    for index, (_, _, first_hole, parent) in enumerate(links):
+        if parent != -1 or len(contours[index]) < 3:
             continue
-        points = ops.scale_coords(
-            input_shape, contour.reshape(-1, 2).astype(np.float32), original, normalize=False
-        )
-        outlines.append([round(float(v), 1) for v in points.reshape(-1)])
-    return outlines
+        outline = scaled(contours[index])
+        holes = []
+        area += float(cv2.contourArea(outline))
+        hole = first_hole
+        while hole != -1:
+            if len(contours[hole]) >= 3:
+                points = scaled(contours[hole])
+                area -= float(cv2.contourArea(points))
+                holes.append(rounded(points))
+            hole = links[hole][0]
+        parts.append(MaskPart(outline=rounded(outline), holes=holes))
+    if rle is not None:
+        area = float(sum(rle.counts[1::2]))
+    return Mask(parts=parts, area=round(area, 1), rle=rle)
+
+
+def _rle(bitmap: np.ndarray) -> Rle:
+    """COCO's uncompressed RLE: run lengths over the pixels in column-major order,
+    starting with a run of 0s (of length 0 if the first pixel is set)."""
+    flat = np.asarray(bitmap, dtype=np.uint8).T.reshape(-1)
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    runs = np.diff(np.concatenate([[0], changes, [flat.size]]))
+    counts = [int(run) for run in runs]
+    if flat.size and flat[0]:
+        counts.insert(0, 0)
+    return Rle(size=[int(bitmap.shape[0]), int(bitmap.shape[1])], counts=counts)
 
 
 def _poses(
@@ -176,6 +234,7 @@ def _poses(
             _detection(
                 head,
                 row,
+                PoseDetection,
                 keypoints=[
                     Keypoint(
                         name=names[k] if k < len(names) else None,
@@ -212,6 +271,7 @@ def _oriented(
             _detection(
                 head,
                 [min(xs), min(ys), max(xs), max(ys), row[0], row[1]],
+                ObbDetection,
                 rotated_box=RotatedBox(
                     cx=round(rbox[0], 2),
                     cy=round(rbox[1], 2),

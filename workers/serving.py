@@ -17,7 +17,8 @@ from workers.model import Detector, WarmUp, resolve_weights
 from yoloq.catalog import ModelReference, ModelVersion
 from yoloq.object_store import ObjectStore
 from yoloq.registry import ModelRegistry
-from yoloq.schemas import ResultItem, ServedModelInfo
+from yoloq.results import ResultItem, new_item
+from yoloq.schemas import ImageRef, ServedModelInfo
 from yoloq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -111,15 +112,18 @@ class ServedModel:
             draining=self.draining,
         )
 
-    def stamp(self, item: ResultItem) -> ResultItem:
-        """An item as this version's: which model, version and weights ran it."""
-        return item.model_copy(
-            update={
-                "model": self.source.name,
-                "version": self.source.version,
-                "sha256": self.detector.sha256,
-                "task": self.detector.task,
-            }
+    def new_item(self, index: int, ref: ImageRef, **fields: object) -> ResultItem:
+        """An image's result as this version's: the item type of its task, naming the
+        model, version and weights that ran it."""
+        return new_item(
+            self.detector.task,
+            index=index,
+            bucket=ref.bucket,
+            key=ref.key,
+            model=self.source.name,
+            version=self.source.version,
+            sha256=self.detector.sha256,
+            **fields,
         )
 
 

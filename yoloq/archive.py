@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from yoloq import keys
 from yoloq.object_store import ObjectStore
-from yoloq.schemas import Manifest, ResultItem
+from yoloq.results import ResultItem, parse_item
+from yoloq.schemas import Manifest
 
 
 def _to_jsonl(items: list[ResultItem]) -> bytes:
@@ -19,7 +20,7 @@ def _to_jsonl(items: list[ResultItem]) -> bytes:
 
 
 def _from_jsonl(data: bytes) -> list[ResultItem]:
-    return [ResultItem.model_validate_json(line) for line in data.splitlines() if line.strip()]
+    return [parse_item(line) for line in data.splitlines() if line.strip()]
 
 
 class ResultArchive:

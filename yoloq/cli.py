@@ -40,7 +40,9 @@ def _api(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from yoloq.demo import run_demo
 
-    return run_demo(stay=not args.exit, api_port=args.port, images_dir=args.images)
+    return run_demo(
+        stay=not args.exit, api_port=args.port, images_dir=args.images, tasks=args.tasks
+    )
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -129,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000, help="API port (a free one if taken)")
     demo.add_argument(
         "--images", type=Path, default=SAMPLES, help="folder of images to run (default: samples)"
+    )
+    demo.add_argument(
+        "--tasks",
+        action="store_true",
+        help="also push a model of every task (segment, pose, OBB, classify) to the registry "
+        "and send a job to each",
     )
     demo.set_defaults(run=_demo)
 

@@ -10,14 +10,13 @@ from typing import Any
 import httpx
 
 from yoloq.catalog import AliasUpdate, ModelStatus
+from yoloq.results import ResultItem, ResultsPage
 from yoloq.schemas import (
     ImageRef,
     InferenceParams,
     JobAccepted,
     JobCreate,
     JobPublic,
-    ResultItem,
-    ResultsPage,
     UploadedImage,
     WorkerHeartbeat,
 )

@@ -13,7 +13,8 @@ from yoloq import keys
 from yoloq.client import Client
 from yoloq.coco import to_coco
 from yoloq.progress import JobProgress
-from yoloq.schemas import ImageRef, InferenceParams, ResultItem
+from yoloq.results import ResultItem, detections_of
+from yoloq.schemas import ImageRef, InferenceParams
 
 DEFAULT_API = "http://127.0.0.1:8000"
 
@@ -115,7 +116,7 @@ def submit(args: argparse.Namespace) -> int:
         for offset, path in enumerate(local):
             annotate(path, items[first_upload + offset], args.annotate)
         print(f"annotated images in {args.annotate}", file=sys.stderr)
-    found = sum(len(item.detections) for item in items)
+    found = sum(len(detections_of(item)) for item in items)
     print(
         f"job {job.id} {job.status.value}: {job.done} images, {job.failed} failed, "
         f"{found} detections" + (f"; results in {args.out}" if args.out else ""),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,12 +30,29 @@ from yoloq.local_services import (
 )
 from yoloq.object_store import ObjectStore
 from yoloq.progress import JobProgress
-from yoloq.schemas import JobPublic, JobStatus, ResultItem
+from yoloq.results import (
+    ClassifyItem,
+    ObbDetection,
+    PoseDetection,
+    ResultItem,
+    SegmentDetection,
+    detections_of,
+)
+from yoloq.schemas import ImageRef, JobPublic, JobStatus
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE_MODEL = REPO / "tests" / "fixtures" / "shapes_yolov8n.pt"
-SAMPLES = REPO / "tests" / "fixtures" / "samples"
+FIXTURES = REPO / "tests" / "fixtures"
+FIXTURE_MODEL = FIXTURES / "shapes_yolov8n.pt"
+SAMPLES = FIXTURES / "samples"
 WORK_DIR = Path(".demo")
+TASK_MODELS = {
+    "shapes": "shapes_yolov8n.pt",
+    "parts-seg": "shapes_yolov8n-seg.pt",
+    "robot-pose": "shapes_yolov8n-pose.pt",
+    "aerial-obb": "shapes_yolov8n-obb.pt",
+    "pass-fail": "shapes_yolov8n-cls.pt",
+}
+"""``yoloq demo --tasks``: the fixture model of every task, pushed to the registry."""
 
 
 def say(message: str) -> None:
@@ -71,8 +89,9 @@ def _print_results(items: list[ResultItem], names: list[str]) -> None:
         if item.status == "error" and item.error:
             print(f"  [{item.index}] {name}: ERROR {item.error.code}: {item.error.message}")
             continue
-        print(f"  [{item.index}] {name} ({item.width}x{item.height}): {len(item.detections)} found")
-        for d in item.detections:
+        found = len(detections_of(item))
+        print(f"  [{item.index}] {name} ({item.width}x{item.height}): {found} found")
+        for d in detections_of(item):
             box = ", ".join(f"{v:.0f}" for v in d.box)
             print(f"      {d.class_name:<10} {d.confidence:.2f}  [{box}]")
 
@@ -86,7 +105,7 @@ def _print_score(items: list[ResultItem], images: list[Path]) -> None:
         if item.status != "ok" or not label.is_file() or not item.width or not item.height:
             continue
         labelled += 1
-        total.add(score(item.detections, read_yolo_labels(label, item.width, item.height)))
+        total.add(score(detections_of(item), read_yolo_labels(label, item.width, item.height)))
     if labelled:
         say(
             f"against the labels of {labelled} images (IoU >= 0.5): "
@@ -96,9 +115,71 @@ def _print_score(items: list[ResultItem], images: list[Path]) -> None:
         )
 
 
-def run_demo(stay: bool = True, api_port: int = 8000, images_dir: Path = SAMPLES) -> int:
+def summary(item: ResultItem) -> str:
+    """One line of what an item holds, whatever its task."""
+    lineage = f"{item.model}:{item.version} sha256 {(item.sha256 or '')[:12]}"
+    if isinstance(item, ClassifyItem):
+        best = ", ".join(f"{c.class_name} {c.confidence:.2f}" for c in item.classes[:3])
+        return f"{item.task} [{lineage}]: top classes {best}"
+    found = detections_of(item)
+    if not found:
+        return f"{item.task} [{lineage}]: nothing found"
+    first = found[0]
+    what = f"{first.class_name} {first.confidence:.2f}"
+    if isinstance(first, SegmentDetection):
+        holes = sum(len(part.holes) for part in first.mask.parts)
+        what += (
+            f", mask of {len(first.mask.parts)} part(s), {holes} hole(s), "
+            f"{first.mask.area:.0f} px, outline of {len(first.mask.parts[0].outline)} points"
+        )
+    elif isinstance(first, PoseDetection):
+        points = ", ".join(f"{k.name} ({k.x:.0f}, {k.y:.0f})" for k in first.keypoints)
+        what += f", keypoints {points}"
+    elif isinstance(first, ObbDetection):
+        box = first.rotated_box
+        what += (
+            f", rotated box centre ({box.cx:.0f}, {box.cy:.0f}) {box.width:.0f}x"
+            f"{box.height:.0f} at {box.angle:.2f} rad"
+        )
+    else:
+        what += f", box [{', '.join(f'{v:.0f}' for v in first.box)}]"
+    return f"{item.task} [{lineage}]: {len(found)} found; first: {what}"
+
+
+def _push_task_models(env: dict[str, str]) -> None:
+    for name, file in TASK_MODELS.items():
+        done = subprocess.run(
+            yoloq_argv("models", "push", str(FIXTURES / file), "--name", name),
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"could not push {file}: {done.stderr.strip()}")
+        say(f"pushed {file} as {done.stdout.strip()}")
+
+
+def _run_every_task(client: Client, refs: list[ImageRef]) -> bool:
+    """One job per task, on the same images; a line per result kind."""
+    ok = True
+    for name in TASK_MODELS:
+        accepted = client.submit(refs, model=name)
+        job = client.wait(accepted.id, timeout_s=600)
+        items = list(client.results(accepted.id))
+        say(f"{name}: job {job.id} {job.status.value}, {job.done} images")
+        print(f"  {summary(items[0])}")
+        ok = ok and job.status == JobStatus.SUCCEEDED
+    return ok
+
+
+def run_demo(
+    stay: bool = True, api_port: int = 8000, images_dir: Path = SAMPLES, tasks: bool = False
+) -> int:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     model = os.environ.get("YOLOQ_MODEL") or str(FIXTURE_MODEL)
+    if tasks:
+        model = ",".join(TASK_MODELS)
     samples = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in keys.IMAGE_SUFFIXES)
     if not samples:
         say(f"no images in {images_dir}")
@@ -119,6 +200,9 @@ def run_demo(stay: bool = True, api_port: int = 8000, images_dir: Path = SAMPLES
         store = ObjectStore.from_settings(settings)
         for bucket in (settings.results_bucket, settings.uploads_bucket):
             store.ensure_bucket(bucket)
+        if tasks:
+            _push_task_models(env)
+            env["YOLOQ_DEFAULT_MODEL"] = "shapes"
 
         say(f"starting a worker with {model} (logs in {group.log_dir})")
         worker = group.start("worker", yoloq_argv("worker", "--device", "auto"), env)
@@ -138,6 +222,7 @@ def run_demo(stay: bool = True, api_port: int = 8000, images_dir: Path = SAMPLES
             job: JobPublic = client.wait(accepted.id, timeout_s=600, on_progress=JobProgress())
             elapsed = time.monotonic() - started
             items = list(client.results(accepted.id))
+            every_task_ok = _run_every_task(client, refs[:4]) if tasks else True
 
         say(f"job {job.id} {job.status.value} in {elapsed:.1f}s: {job.done} images")
         _print_results(items, [path.name for path in samples])
@@ -153,7 +238,7 @@ def run_demo(stay: bool = True, api_port: int = 8000, images_dir: Path = SAMPLES
             with contextlib.suppress(KeyboardInterrupt):
                 wait_until(lambda: not (api.alive() and worker.alive()), float("inf"), "exit", 1.0)
             say("stopping")
-    return 0 if job.status == JobStatus.SUCCEEDED else 1
+    return 0 if job.status == JobStatus.SUCCEEDED and every_task_ok else 1
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from yoloq.schemas import Detection
+from yoloq.results import Detection
 
 Box = tuple[float, float, float, float]
 

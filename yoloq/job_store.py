@@ -16,6 +16,7 @@ from importlib import resources
 import redis
 
 from yoloq import keys
+from yoloq.results import ResultItem, parse_item
 from yoloq.schemas import (
     ChunkTask,
     DeadLetter,
@@ -25,7 +26,6 @@ from yoloq.schemas import (
     Manifest,
     ModelPin,
     ObjectLocation,
-    ResultItem,
     WorkerHeartbeat,
 )
 
@@ -292,7 +292,7 @@ class JobStore:
             return []
         indexes = [str(index) for index in range(offset, offset + limit)]
         raw = self.redis.hmget(self.keys.job_items(job_id), indexes)
-        return [ResultItem.model_validate_json(value) if value else None for value in raw]
+        return [parse_item(value) if value else None for value in raw]
 
     # Lost chunks
 

@@ -6,16 +6,7 @@ import enum
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializationInfo,
-    SerializerFunctionWrapHandler,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from yoloq.catalog import CatalogError, ModelReference, Task
 
@@ -94,6 +85,11 @@ class InferenceParams(BaseModel):
     )
     top_k: int = Field(
         default=5, ge=1, le=100, description="Classify models: the best classes kept per image."
+    )
+    masks: Literal["polygons", "rle"] = Field(
+        default="polygons",
+        description="Segment models: each mask as polygons (its parts, holes kept); 'rle' "
+        "adds COCO run-length encoding at the original size.",
     )
 
 
@@ -228,151 +224,6 @@ class JobPublic(BaseModel):
     model: ModelPin | None = Field(default=None, description="The model version it runs on.")
 
 
-class Keypoint(BaseModel):
-    name: str | None = Field(default=None, description="From the model's keypoint names.")
-    x: float
-    y: float
-    confidence: float | None = Field(
-        default=None, description="Visibility; null for models trained without it."
-    )
-
-
-class RotatedBox(BaseModel):
-    """An oriented box, as Ultralytics' ``Results.obb``."""
-
-    cx: float
-    cy: float
-    width: float
-    height: float
-    angle: float = Field(description="Radians, in [0, pi/2) (Ultralytics' regularised form).")
-    corners: list[list[float]] = Field(description="Four [x, y] corners, in pixels.")
-
-
-_TASK_FIELDS = ("polygons", "keypoints", "rotated_box")
-
-
-class Detection(BaseModel):
-    """One object. ``box`` always; a segment, pose or OBB model adds its own field."""
-
-    class_id: int
-    class_name: str
-    confidence: float
-    box: list[float] = Field(
-        min_length=4,
-        max_length=4,
-        description="x1, y1, x2, y2 in original-image pixels (OBB: the rotated box's bounds).",
-    )
-    polygons: list[list[float]] | None = Field(
-        default=None,
-        description="Segment models: the mask's outline(s), each a flat list x1, y1, x2, y2, "
-        "... in original-image pixels; one per separate part of the mask.",
-    )
-    keypoints: list[Keypoint] | None = Field(default=None, description="Pose models.")
-    rotated_box: RotatedBox | None = Field(default=None, description="OBB models.")
-
-    @model_serializer(mode="wrap")
-    def _without_other_tasks(
-        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
-    ) -> dict[str, object]:
-        # A detection carries only its own task's field, not nulls for the others.
-        data: dict[str, object] = handler(self)
-        for name in _TASK_FIELDS:
-            if data.get(name) is None:
-                data.pop(name, None)
-        return data
-
-
-class ClassScore(BaseModel):
-    class_id: int
-    class_name: str
-    confidence: float
-
-
-class ItemError(BaseModel):
-    code: ItemErrorCode
-    message: str
-
-
-class ItemTimings(BaseModel):
-    """Where an image's time went, in seconds."""
-
-    queue_s: float | None = Field(default=None, description="Its chunk waiting in the queue.")
-    download_s: float | None = None
-    decode_s: float | None = Field(
-        default=None, description="Decoding and letterboxing to the model's input."
-    )
-    batch_wait_s: float | None = Field(
-        default=None, description="Decoded, waiting for the batch it ran in to start and end."
-    )
-    inference_s: float | None = Field(default=None, description="The model call of its batch.")
-    batch_images: int | None = Field(default=None, description="Images in that batch.")
-
-
-class ResultItem(BaseModel):
-    index: int = Field(description="Position of the image in the submitted list.")
-    bucket: str
-    key: str
-    status: Literal["ok", "error"]
-    model: str | None = Field(default=None, description="The model that ran it.")
-    version: int | None = Field(default=None, description="Its version (null: a weights file).")
-    sha256: str | None = Field(default=None, description="SHA-256 of the weights that ran it.")
-    task: Task = Task.DETECT
-    width: int | None = None
-    height: int | None = None
-    detections: list[Detection] = Field(
-        default_factory=list, description="Objects found; empty for a classify model."
-    )
-    classes: list[ClassScore] | None = Field(
-        default=None, description="Classify models: the best top_k classes, best first."
-    )
-    error: ItemError | None = None
-    timings: ItemTimings | None = None
-
-
-class ResultsPage(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "items": [
-                        {
-                            "index": 0,
-                            "bucket": "images",
-                            "key": "line-3/cam-1/000123.jpg",
-                            "status": "ok",
-                            "width": 1280,
-                            "height": 720,
-                            "detections": [
-                                {
-                                    "class_id": 0,
-                                    "class_name": "circle",
-                                    "confidence": 0.91,
-                                    "box": [412.5, 188.0, 530.25, 301.75],
-                                }
-                            ],
-                            "error": None,
-                        },
-                        {
-                            "index": 1,
-                            "bucket": "images",
-                            "key": "line-3/cam-1/000124.jpg",
-                            "status": "error",
-                            "detections": [],
-                            "error": {"code": "decode_failed", "message": "the image is truncated"},
-                        },
-                    ],
-                    "next_offset": 2,
-                }
-            ]
-        }
-    )
-
-    items: list[ResultItem]
-    next_offset: int | None = Field(
-        description="Offset of the next page; null once every item has been returned."
-    )
-
-
 class CocoImage(BaseModel):
     id: int
     file_name: str
@@ -388,15 +239,25 @@ class CocoAnnotation(BaseModel):
     area: float
     score: float
     iscrowd: int
+    segmentation: list[list[float]] | dict[str, list[int]] | None = Field(
+        default=None,
+        description="Segment models: polygons (x1, y1, x2, y2, ...) or RLE (size, counts); "
+        "OBB models: the polygon of the four corners.",
+    )
+    keypoints: list[float] | None = Field(
+        default=None, description="Pose models: x, y, confidence per keypoint."
+    )
+    num_keypoints: int | None = None
 
 
 class CocoCategory(BaseModel):
     id: int
     name: str
+    keypoints: list[str] | None = Field(default=None, description="Pose models' keypoint names.")
 
 
 class CocoResults(BaseModel):
-    """A finished job in COCO detection format (``?format=coco``)."""
+    """A finished job in COCO format (``?format=coco``): boxes, masks and keypoints."""
 
     images: list[CocoImage]
     annotations: list[CocoAnnotation]

@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, status
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from api.auth import CurrentPrincipal, Principal
 from api.backpressure import retry_after_s
@@ -18,6 +18,7 @@ from yoloq import keys
 from yoloq.chunking import split_into_chunks
 from yoloq.coco import to_coco
 from yoloq.object_store import ObjectNotFound
+from yoloq.results import ResultItem, ResultsPage
 from yoloq.schemas import (
     CocoResults,
     ImageRef,
@@ -26,8 +27,6 @@ from yoloq.schemas import (
     JobPublic,
     JobStatus,
     ObjectLocation,
-    ResultItem,
-    ResultsPage,
 )
 from yoloq.settings import Settings
 from yoloq.webhooks import host_allowed
@@ -325,9 +324,11 @@ def get_results(
     if format == "coco":
         if not job.status.is_final:
             raise _not_finished(job)
-        return CocoResults.model_validate(
-            to_coco(_items(services, job_id, in_redis, 0, job.total, job.total))
-        )
+        coco = to_coco(_items(services, job_id, in_redis, 0, job.total, job.total))
+        CocoResults.model_validate(coco)
+        # As built, not re-serialised: a detect job's annotations carry no nulls for the
+        # other tasks' fields, so it stays plain COCO.
+        return JSONResponse(coco)
     items = _items(services, job_id, in_redis, offset, limit, job.total)
     end = offset + len(items)
     # A page cut short on an ended job (cancelled) is its last: no more items will come.

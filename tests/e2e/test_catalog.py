@@ -30,7 +30,15 @@ from yoloq.job_store import JobStore
 from yoloq.local_services import ProcessGroup, wait_until, yoloq_argv
 from yoloq.object_store import ObjectStore
 from yoloq.registry import sha256_of
-from yoloq.schemas import ImageRef, InferenceParams, JobStatus, ResultItem
+from yoloq.results import (
+    ClassifyItem,
+    ObbItem,
+    PoseItem,
+    ResultItem,
+    SegmentItem,
+    detections_of,
+)
+from yoloq.schemas import ImageRef, InferenceParams, JobStatus
 
 WORKER = "catalog-worker"
 TASK_MODELS = {
@@ -149,7 +157,7 @@ def test_jobs_name_a_version_and_every_item_says_which_weights_ran_it(
         assert {(i.model, i.version, i.sha256, i.task) for i in items} == {
             ("shapes", version, pushed[expected], "detect")
         }
-        assert sum(len(i.detections) for i in items) >= 6
+        assert sum(len(detections_of(i)) for i in items) >= 6
     # A bare name is its production alias.
     items = _run(client, refs, "shapes")
     assert {i.version for i in items} == {1}
@@ -160,12 +168,21 @@ def test_every_task_through_the_service(
 ) -> None:
     refs = _images(object_store, 4)
     segments = _run(client, refs, "parts-seg", InferenceParams(imgsz=320))
-    assert {i.task for i in segments} == {"segment"}
-    found = [d for i in segments for d in i.detections]
-    assert found and all(d.polygons and len(d.polygons[0]) >= 6 for d in found)
+    assert all(isinstance(i, SegmentItem) for i in segments)
+    found = [d for i in segments if isinstance(i, SegmentItem) for d in i.detections]
+    assert found and all(len(d.mask.parts[0].outline) >= 3 and d.mask.area > 0 for d in found)
+    assert all(d.mask.rle is None for d in found)  # RLE only when asked for
+    with_rle = _run(client, refs[:1], "parts-seg", InferenceParams(imgsz=320, masks="rle"))
+    assert isinstance(with_rle[0], SegmentItem)
+    for detection in with_rle[0].detections:
+        rle = detection.mask.rle
+        assert rle is not None and rle.size == [with_rle[0].height, with_rle[0].width]
+        assert sum(rle.counts) == rle.size[0] * rle.size[1]
 
     poses = _run(client, refs, "robot-pose", InferenceParams(imgsz=320))
-    points = [k for i in poses for d in i.detections for k in d.keypoints or []]
+    points = [
+        k for i in poses if isinstance(i, PoseItem) for d in i.detections for k in d.keypoints
+    ]
     assert points and {k.name for k in points} == {
         "top_left",
         "top_right",
@@ -174,12 +191,11 @@ def test_every_task_through_the_service(
     }
 
     oriented = _run(client, refs, "aerial-obb", InferenceParams(imgsz=320))
-    boxes = [d.rotated_box for i in oriented for d in i.detections]
-    assert boxes and all(b is not None and len(b.corners) == 4 for b in boxes)
+    boxes = [d.rotated_box for i in oriented if isinstance(i, ObbItem) for d in i.detections]
+    assert boxes and all(len(b.corners) == 4 for b in boxes)
 
     crops = _run(client, refs, "pass-fail", InferenceParams(top_k=2))
-    assert all(i.task == "classify" and i.classes and len(i.classes) == 2 for i in crops)
-    assert all(i.detections == [] for i in crops)
+    assert all(isinstance(i, ClassifyItem) and len(i.classes) == 2 for i in crops)
     assert {i.sha256 for i in crops} == {pushed["pass-fail:1"]}
 
 

@@ -22,7 +22,8 @@ from tests.image_factory import encode
 from yoloq.client import Client
 from yoloq.evaluation import Score, Truth, score
 from yoloq.object_store import ObjectStore
-from yoloq.schemas import Detection, ImageRef, InferenceParams, JobStatus, ResultItem
+from yoloq.results import Detection, ResultItem, detections_of
+from yoloq.schemas import ImageRef, InferenceParams, JobStatus
 
 HELD_OUT_SEED = 5000  # training used seeds 0 (train) and 1 (validation)
 
@@ -58,11 +59,11 @@ def test_detections_match_ground_truth(client: Client, object_store: ObjectStore
     for item, (image, boxes) in zip(items, drawn, strict=True):
         height, width = image.shape[:2]
         assert (item.width, item.height) == (width, height)
-        for detection in item.detections:  # original-image pixels, not the letterbox
+        for detection in detections_of(item):  # original-image pixels, not the letterbox
             x1, y1, x2, y2 = detection.box
             assert -1 <= x1 < x2 <= width + 1 and -1 <= y1 < y2 <= height + 1
         truths = [Truth(c, (x1, y1, x2, y2)) for c, x1, y1, x2, y2 in boxes]
-        total.add(score(item.detections, truths, min_iou=0.5))
+        total.add(score(detections_of(item), truths, min_iou=0.5))
     print(f"ground truth: precision {total.precision:.3f}, recall {total.recall:.3f} ({total})")
     assert total.true_positives + total.false_negatives >= 60  # enough objects to mean something
     assert total.precision >= 0.9, total
@@ -131,7 +132,7 @@ def test_service_returns_what_the_lab_sees(
     for (name, data), item in zip(blobs.items(), items, strict=True):
         suffix = ".jpg" if name in ("jpeg", "exif-rotated") else ".png"
         expected = _reference(model_path, data, suffix, tmp_path, params)
-        got = sorted(item.detections, key=lambda d: -d.confidence)
+        got = sorted(detections_of(item), key=lambda d: -d.confidence)
         expected = sorted(expected, key=lambda d: -d.confidence)
         assert expected, f"{name}: the reference found nothing; the comparison would be empty"
         assert [d.class_id for d in got] == [d.class_id for d in expected], name

@@ -16,6 +16,7 @@ from yoloq.client import ApiError, Client
 from yoloq.coco import to_coco
 from yoloq.job_store import JobStore
 from yoloq.object_store import ObjectStore
+from yoloq.results import detections_of
 from yoloq.schemas import ImageRef, JobStatus
 
 BAD: dict[str, tuple[bytes | None, str]] = {
@@ -87,7 +88,7 @@ def test_twenty_images_with_every_bad_kind(
             assert item.status == "error" and item.error is not None
             assert item.error.code == expected_error[item.index]
             assert item.error.message
-            assert item.detections == []
+            assert detections_of(item) == []
         else:
             assert item.status == "ok" and item.error is None
             assert item.width and item.height

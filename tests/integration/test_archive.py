@@ -11,14 +11,8 @@ from tests.conftest import RESULTS_BUCKET
 from yoloq import keys
 from yoloq.archive import ResultArchive
 from yoloq.object_store import ObjectNotFound, ObjectStore
-from yoloq.schemas import (
-    InferenceParams,
-    JobPublic,
-    JobStatus,
-    Manifest,
-    ObjectLocation,
-    ResultItem,
-)
+from yoloq.results import DetectItem, ResultItem
+from yoloq.schemas import InferenceParams, JobPublic, JobStatus, Manifest, ObjectLocation
 
 
 def test_missing_objects_and_buckets_are_not_found(object_store: ObjectStore) -> None:
@@ -41,8 +35,8 @@ def test_parts_merge_in_submission_order(object_store: ObjectStore) -> None:
     archive = ResultArchive(object_store, RESULTS_BUCKET)
     job_id = uuid.uuid4().hex
     for chunk in (2, 0, 1):  # written out of order, as concurrent workers would
-        items = [
-            ResultItem(index=chunk * 2 + i, bucket="b", key=f"{chunk}-{i}", status="ok")
+        items: list[ResultItem] = [
+            DetectItem(index=chunk * 2 + i, bucket="b", key=f"{chunk}-{i}", status="ok")
             for i in range(2)
         ]
         archive.write_part(job_id, chunk, items)

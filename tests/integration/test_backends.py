@@ -18,7 +18,8 @@ from workers.device import parse_device
 from workers.export import export_weights
 from workers.images import decode_image
 from workers.model import Detector
-from yoloq.schemas import Detection, InferenceParams
+from yoloq.results import Detection
+from yoloq.schemas import InferenceParams
 
 BOX_TOLERANCE_PX = 1.0
 CONFIDENCE_TOLERANCE = 0.005

@@ -9,16 +9,15 @@ from datetime import UTC, datetime
 import pytest
 
 from yoloq.job_store import ChunkStart, JobGone, JobStore
+from yoloq.results import DetectItem, ItemError, ResultItem
 from yoloq.schemas import (
     ChunkTask,
     DeadLetter,
     ImageRef,
     InferenceParams,
-    ItemError,
     ItemErrorCode,
     JobStatus,
     ObjectLocation,
-    ResultItem,
     WorkerHeartbeat,
 )
 
@@ -44,15 +43,15 @@ def _job(store: JobStore, total: int, chunks: int, ttl_s: int = 600) -> str:
 
 
 def _items(start: int, n: int, errors: int = 0) -> list[ResultItem]:
-    items = []
+    items: list[ResultItem] = []
     for index in range(start, start + n):
         if index - start < errors:
             error = ItemError(code=ItemErrorCode.EMPTY, message="empty")
             items.append(
-                ResultItem(index=index, bucket="b", key=f"{index}", status="error", error=error)
+                DetectItem(index=index, bucket="b", key=f"{index}", status="error", error=error)
             )
         else:
-            items.append(ResultItem(index=index, bucket="b", key=f"{index}", status="ok"))
+            items.append(DetectItem(index=index, bucket="b", key=f"{index}", status="ok"))
     return items
 
 

@@ -27,6 +27,7 @@ from workers.watchdog import Watchdog
 from yoloq.archive import ResultArchive
 from yoloq.job_store import JobStore
 from yoloq.object_store import ObjectStore
+from yoloq.results import detections_of
 from yoloq.schemas import ChunkTask, ImageRef, InferenceParams
 from yoloq.settings import Settings
 
@@ -128,7 +129,7 @@ def test_images_waiting_for_the_model_stay_within_the_staging_slots(
     items = run_chunk(worker, _task(refs), time.monotonic() + 60)
     assert [item.status for item in items] == ["ok"] * 10
     assert [item.index for item in items] == list(range(10))
-    assert all(item.detections for item in items)
+    assert all(detections_of(item) for item in items)
     assert counting.finished == 10
     # Unbounded, all ten would be waiting by the second batch.
     assert counting.most_waiting == SLOTS

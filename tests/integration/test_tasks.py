@@ -7,6 +7,7 @@ held-out shapes images must give what ``YOLO(weights).predict`` gives for each a
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from workers.device import parse_device
 from workers.model import Detector, configure_offline
 from workers.postprocess import Prediction
 from yoloq.catalog import Task
+from yoloq.results import Mask, ObbDetection, PoseDetection, Rle, SegmentDetection
 from yoloq.schemas import InferenceParams
 
 HELD_OUT_SEED = 7000
@@ -93,32 +95,79 @@ def _assert_boxes(prediction: Prediction, boxes: Any) -> None:
         assert detection.box == pytest.approx(box, abs=0.05)
 
 
-def _area(polygons: list[list[float]], shape: tuple[int, int]) -> np.ndarray:
+def _area(outlines: list[list[list[float]]], shape: tuple[int, int]) -> np.ndarray:
     canvas = np.zeros(shape, dtype=np.uint8)
-    for flat in polygons:
-        points = np.round(np.array(flat, dtype=np.float32).reshape(-1, 2)).astype(np.int32)
+    for outline in outlines:
+        points = np.round(np.array(outline, dtype=np.float32)).astype(np.int32)
         cv2.fillPoly(canvas, [points], 1)
     return canvas.astype(bool)
 
 
+def _mask_area(mask: Mask, shape: tuple[int, int]) -> np.ndarray:
+    filled = _area([part.outline for part in mask.parts], shape)
+    holes = _area([hole for part in mask.parts for hole in part.holes], shape)
+    return np.asarray(filled & ~holes)
+
+
+def _rle_bitmap(rle: Rle) -> np.ndarray:
+    height, width = rle.size
+    flat = np.zeros(height * width, dtype=bool)
+    at = 0
+    for run, value in zip(rle.counts, itertools.cycle((False, True)), strict=False):
+        flat[at : at + run] = value
+        at += run
+    return flat.reshape(width, height).T  # column-major
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
 def test_segment_masks_match_ultralytics() -> None:
+    from ultralytics.utils import ops
+
     images = _images(12)
-    served, lab = _served_and_lab(Task.SEGMENT, images, InferenceParams(imgsz=320))
+    served, lab = _served_and_lab(Task.SEGMENT, images, InferenceParams(imgsz=320, masks="rle"))
     assert sum(len(p.detections) for p in served) > 10
-    ious = []
+    pixels, outlines = [], []
     for prediction, result, image in zip(served, lab, images, strict=True):
         _assert_boxes(prediction, result.boxes)
         shape = image.shape[:2]
-        for detection, outline in zip(prediction.detections, result.masks.xy, strict=True):
-            assert detection.polygons, "every kept detection has an outline"
-            ours = _area(detection.polygons, shape)
-            theirs = _area([outline.reshape(-1).tolist()], shape)
-            ious.append((ours & theirs).sum() / max(1, (ours | theirs).sum()))
-            assert detection.keypoints is None and detection.rotated_box is None
-    # Not exactly equal: Ultralytics joins a mask's separate parts into one polygon with
-    # connecting segments, where each part here is a polygon of its own; and small shapes
-    # have many pixels on their outline.
-    assert min(ious) > 0.9 and float(np.mean(ious)) > 0.97, ious
+        if result.masks is None:
+            assert prediction.detections == []
+            continue
+        # Ultralytics' masks at the model input, scaled to the image as the RLE is.
+        theirs = ops.scale_masks(result.masks.data[None].float(), shape)[0].numpy() > 0.5
+        for detection, their_mask in zip(prediction.detections, theirs, strict=True):
+            assert isinstance(detection, SegmentDetection)
+            assert detection.mask.parts and detection.mask.rle is not None
+            ours = _rle_bitmap(detection.mask.rle)
+            pixels.append(_iou(ours, their_mask))
+            # The polygons (holes cut out) outline the same pixels.
+            outlines.append(_iou(_mask_area(detection.mask, shape), ours))
+            assert detection.mask.area == float(ours.sum())
+    assert min(pixels) >= 0.99, pixels
+    # Outlines trace pixel centres, so a small shape loses part of its edge pixels.
+    assert min(outlines) > 0.85 and float(np.mean(outlines)) > 0.93, outlines
+
+
+def test_a_mask_keeps_its_holes_and_its_parts() -> None:
+    """A ring and two separate blobs: the outline of each part, the hole inside the ring."""
+    from workers.postprocess import _mask
+
+    bitmap = np.zeros((64, 64), dtype=np.uint8)
+    cv2.circle(bitmap, (20, 20), 14, 1, thickness=-1)
+    cv2.circle(bitmap, (20, 20), 6, 0, thickness=-1)
+    cv2.rectangle(bitmap, (44, 44), (58, 58), 1, thickness=-1)
+    mask = _mask(bitmap, (64, 64), (128, 128), None)  # the image is twice the input
+    assert len(mask.parts) == 2
+    ring = max(mask.parts, key=lambda part: len(part.outline))
+    square = min(mask.parts, key=lambda part: len(part.outline))
+    assert len(ring.holes) == 1 and square.holes == []
+    xs = [x for x, _ in square.outline]
+    assert (min(xs), max(xs)) == (88.0, 116.0)  # 44 and 58, scaled by two
+    expected = 4 * (np.pi * 14**2 - np.pi * 6**2) + 4 * 14 * 14
+    assert abs(mask.area - expected) / expected < 0.1
 
 
 def test_pose_keypoints_match_ultralytics() -> None:
@@ -130,7 +179,7 @@ def test_pose_keypoints_match_ultralytics() -> None:
         for detection, points in zip(
             prediction.detections, result.keypoints.data.tolist(), strict=True
         ):
-            assert detection.keypoints is not None
+            assert isinstance(detection, PoseDetection)
             assert [k.name for k in detection.keypoints] == [
                 "top_left",
                 "top_right",
@@ -157,8 +206,8 @@ def test_obb_rotated_boxes_match_ultralytics() -> None:
             obb.conf.tolist(),
             strict=True,
         ):
+            assert isinstance(detection, ObbDetection)
             rotated = detection.rotated_box
-            assert rotated is not None
             got = (rotated.cx, rotated.cy, rotated.width, rotated.height, rotated.angle)
             assert got == pytest.approx(xywhr, abs=0.05)
             flat = [v for corner in rotated.corners for v in corner]
@@ -169,12 +218,13 @@ def test_obb_rotated_boxes_match_ultralytics() -> None:
 
 def test_classify_top_classes_match_ultralytics() -> None:
     images = _images(8, square_crops=True)
-    params = InferenceParams(top_k=3)
+    params = InferenceParams(top_k=5)
     served, lab = _served_and_lab(Task.CLASSIFY, images, params)
     for prediction, result in zip(served, lab, strict=True):
         assert prediction.detections == []
-        assert prediction.classes is not None and len(prediction.classes) == 3
-        assert [c.class_id for c in prediction.classes] == result.probs.top5[:3]
+        # Four classes: top-5 is all of them, in Ultralytics' order.
+        assert prediction.classes is not None and len(prediction.classes) == 4
+        assert [c.class_id for c in prediction.classes] == result.probs.top5
         assert prediction.classes[0].confidence == pytest.approx(
             float(result.probs.top1conf), abs=1e-3
         )

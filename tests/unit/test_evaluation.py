@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from yoloq.evaluation import Truth, iou, read_yolo_labels, score
-from yoloq.schemas import Detection
+from yoloq.results import Detection
 
 
 def _det(class_id: int, box: list[float], confidence: float = 0.9) -> Detection:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -33,10 +34,22 @@ from yoloq.results import (
 )
 from yoloq.settings import Settings
 
-BOX = {"class_id": 1, "class_name": "square", "confidence": 0.9, "box": [10.0, 10.0, 50.0, 50.0]}
+BOX: dict[str, Any] = {
+    "class_id": 1,
+    "class_name": "square",
+    "confidence": 0.9,
+    "box": [10.0, 10.0, 50.0, 50.0],
+}
 SQUARE = [[10.0, 10.0], [50.0, 10.0], [50.0, 50.0], [10.0, 50.0]]
 HOLE = [[25.0, 25.0], [35.0, 25.0], [35.0, 35.0], [25.0, 35.0]]
-COMMON = {"bucket": "b", "status": "ok", "width": 64, "height": 64, "model": "m", "version": 1}
+COMMON: dict[str, Any] = {
+    "bucket": "b",
+    "status": "ok",
+    "width": 64,
+    "height": 64,
+    "model": "m",
+    "version": 1,
+}
 
 
 def _items() -> list[ResultItem]:
@@ -104,7 +117,7 @@ def test_a_record_from_before_tasks_is_a_detect_item() -> None:
 
 def test_coco_holds_boxes_masks_rotated_boxes_and_keypoints() -> None:
     coco = to_coco(_items())
-    by_image: dict[int, list[dict[str, object]]] = {}
+    by_image: dict[int, list[dict[str, Any]]] = {}
     for annotation in coco["annotations"]:
         by_image.setdefault(annotation["image_id"], []).append(annotation)
     assert "segmentation" not in by_image[0][0] and "keypoints" not in by_image[0][0]
@@ -136,6 +149,7 @@ def test_annotate_draws_every_task(tmp_path: Path) -> None:
     path = source / "holed.jpg"
     cv2.imwrite(str(path), np.full((64, 64, 3), 255, dtype=np.uint8))
     segment = cv2.imread(str(annotate(path, holed, tmp_path / "out")))
+    assert segment is not None
     # Inside the mask tinted, inside its hole left white.
     assert segment[18, 40].min() < 200 and segment[30, 30].min() > 240
 

@@ -72,3 +72,17 @@ def pin_device(device: Device) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         # Ultralytics sets OMP_NUM_THREADS=1 when it is unset; the CPU worker wants all cores.
         os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+
+
+def check_torch_sees(device: Device) -> None:
+    """A clear error when a GPU was asked for and torch has none (no driver, or the
+    device hidden by CUDA_VISIBLE_DEVICES)."""
+    if not device.is_cuda:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            f"{device.requested} was requested but torch sees no CUDA device "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+        )

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
+from workers import metrics
 from workers.batcher import Batcher
 from workers.model import Prepared
 from workers.postprocess import Prediction
@@ -53,6 +54,9 @@ def make_batcher(
         detector = items[0].model.detector
         found = detector.predict_prepared([item.image for item in items], items[0].params)
         finished = time.perf_counter()
+        labels = items[0].model.labels
+        metrics.BATCH_IMAGES.labels(*labels).observe(len(items))
+        metrics.STAGE_SECONDS.labels(*labels, "inference").observe(finished - started)
         return [
             BatchOutput(prediction, finished - started, len(items), finished)
             for prediction in found

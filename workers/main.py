@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 from workers.device import Device, parse_device, pin_device
 
 if TYPE_CHECKING:
+    from workers.memory import MemoryBudget
     from workers.serving import ModelSource, ServedModel
 
 T = TypeVar("T")
@@ -53,7 +54,11 @@ def on_a_passing_thread(work: Callable[[], T]) -> T:
 
 
 def load_all(
-    sources: list[ModelSource], device: Device, max_batch: int | None, imgsz: int | None
+    sources: list[ModelSource],
+    device: Device,
+    max_batch: int | None,
+    imgsz: int | None,
+    budget: MemoryBudget,
 ) -> dict[str, ServedModel]:
     """Load and warm every version, one after another, each before the worker takes work."""
     from workers.serving import load_served
@@ -61,7 +66,7 @@ def load_all(
     served = {}
     for source in sources:
         served[source.id] = on_a_passing_thread(
-            lambda source=source: load_served(source, device, max_batch, imgsz)  # type: ignore[misc]
+            lambda source=source: load_served(source, device, max_batch, imgsz, budget)  # type: ignore[misc]
         )
     return served
 
@@ -80,11 +85,13 @@ def run_worker(
 
     from workers import metrics
     from workers import runtime as worker_runtime
+    from workers.following import AliasFollower, follows_an_alias
     from workers.heartbeat import Heartbeat
     from workers.inference import make_batcher
     from workers.inflight import requeue_own_leftovers
+    from workers.memory import MemoryBudget, ModelDoesNotFit
     from workers.model import configure_offline
-    from workers.serving import model_specs, resolve_sources
+    from workers.serving import load_served, model_specs, resolve_sources
     from workers.tasks import register_tasks
     from workers.watchdog import Watchdog
     from yoloq import keys
@@ -109,12 +116,15 @@ def run_worker(
     jobs = JobStore.from_url(settings.redis_url, settings.key_prefix)
     registry = ModelRegistry(store, settings.models_bucket)
     try:
-        sources = resolve_sources(model_specs(spec), settings, store, registry)
+        specs = model_specs(spec)
+        sources = resolve_sources(specs, settings, store, registry)
     except ValueError as error:  # CatalogError included: an unknown model, version or alias
         raise SystemExit(f"cannot serve {spec!r}: {error}") from error
-    served = load_all(sources, device, settings.max_batch, settings.warmup_imgsz)
-    metrics.MODEL_WARM.set(1)
-    metrics.MAX_BATCH.set(max(model.max_batch for model in served.values()))
+    budget = MemoryBudget.for_device(device, settings.model_memory_mb)
+    try:
+        served = load_all(sources, device, settings.max_batch, settings.warmup_imgsz, budget)
+    except ModelDoesNotFit as error:
+        raise SystemExit(f"cannot serve {spec!r}: {error}") from error
     metrics.serve(settings.metrics_port, device.host_index)
     hostname = worker_name(name, device)
     watchdog = Watchdog(settings.chunk_hard_limit_s).start()
@@ -147,6 +157,20 @@ def run_worker(
     requeue_own_leftovers(jobs, runtime.requeue, hostname)
     heartbeat = Heartbeat(runtime, hostname, settings.heartbeat_interval_s)
     heartbeat.start()
+    follower = None
+    if follows_an_alias(specs):
+        follower = AliasFollower(
+            runtime,
+            specs,
+            ModelRegistry(store, settings.models_bucket),
+            app,
+            lambda source: on_a_passing_thread(
+                lambda: load_served(
+                    source, device, settings.max_batch, settings.warmup_imgsz, budget
+                )
+            ),
+            budget,
+        ).start()
     try:
         app.worker_main(
             [
@@ -167,6 +191,8 @@ def run_worker(
         # broker, so nothing of this worker's is in flight any more.
         jobs.clear_inflight(hostname)
     finally:
+        if follower is not None:
+            follower.stop()
         heartbeat.stop()
         watchdog.stop()
         batcher.stop()

@@ -17,10 +17,16 @@ log = logging.getLogger(__name__)
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
-IMAGES = Counter("yoloq_worker_images_total", "Images finished, by outcome.", ["status"])
+MODEL_LABELS = ["model", "version"]
+"""Every per-model metric: the model's name and its version ("" for a weights file)."""
+
+IMAGES = Counter(
+    "yoloq_worker_images_total", "Images finished, by outcome.", [*MODEL_LABELS, "status"]
+)
 BATCH_IMAGES = Histogram(
     "yoloq_worker_batch_images",
     "Images per model call.",
+    MODEL_LABELS,
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 STAGE_SECONDS = Histogram(
@@ -28,11 +34,20 @@ STAGE_SECONDS = Histogram(
     "Seconds per stage: queue (per chunk), download, decode (and letterbox), batch_wait "
     "(per image), inference (per batch), upload (per chunk: the results part to S3 and the "
     "count in Redis).",
-    ["stage"],
+    [*MODEL_LABELS, "stage"],
     buckets=_SECONDS,
 )
-MODEL_WARM = Gauge("yoloq_worker_model_warm", "1 once the model is loaded and warmed.")
-MAX_BATCH = Gauge("yoloq_worker_max_batch_images", "Largest batch the batcher forms.")
+MODEL_WARM = Gauge(
+    "yoloq_worker_model_warm", "1 while the model version is loaded and warm.", MODEL_LABELS
+)
+MAX_BATCH = Gauge(
+    "yoloq_worker_max_batch_images", "Largest batch the batcher forms for it.", MODEL_LABELS
+)
+MODEL_MEMORY = Gauge(
+    "yoloq_worker_model_memory_bytes",
+    "Device memory the model version took, measured at warm-up.",
+    MODEL_LABELS,
+)
 DEAD_LETTERS = Counter(
     "yoloq_worker_dead_letters_total", "Chunks set aside as poison after max deliveries."
 )

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from workers.device import Device
+from workers.device import Device, check_torch_sees
 from workers.images import Image
 from workers.postprocess import Head, Prediction, postprocess
 from yoloq.catalog import Task
@@ -134,11 +134,7 @@ class Detector:
         self.weights = weights
         self.sha256 = sha256_of(weights)
         self.torch_device = torch.device(device.torch_device)
-        if device.is_cuda and not torch.cuda.is_available():
-            raise RuntimeError(
-                f"{device.requested} was requested but torch sees no CUDA device "
-                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
-            )
+        check_torch_sees(device)
         self.model = YOLO(str(weights))
         self.task = Task(str(self.model.task))
         self.names: dict[int, str] = dict(self.model.names)

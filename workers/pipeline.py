@@ -120,7 +120,7 @@ def _fetch_and_decode(
     data = fetch(runtime.store, ref, runtime.settings.max_image_bytes)
     fetched = time.perf_counter()
     timings = ItemTimings(queue_s=queue_s, download_s=fetched - started)
-    metrics.STAGE_SECONDS.labels("download").observe(timings.download_s or 0.0)
+    metrics.STAGE_SECONDS.labels(*model.labels, "download").observe(timings.download_s or 0.0)
     if isinstance(data, ItemError):
         return Staged(timings, error=data)
     try:
@@ -130,7 +130,7 @@ def _fetch_and_decode(
     prepared = model.detector.prepare(image, params)
     decoded = time.perf_counter()
     timings = timings.model_copy(update={"decode_s": decoded - fetched})
-    metrics.STAGE_SECONDS.labels("decode").observe(decoded - fetched)
+    metrics.STAGE_SECONDS.labels(*model.labels, "decode").observe(decoded - fetched)
     height, width = prepared.original_shape
     output = runtime.batcher.submit(InferenceInput(model, prepared, params), announced=True)
     return Staged(timings, width=width, height=height, output=output, submitted_at=decoded)
@@ -169,7 +169,7 @@ def _result_item(
         )
         return item.model_copy(update={"status": "error", "error": failure})
     batch_wait_s = max(0.0, output.finished_at - staged.submitted_at - output.inference_s)
-    metrics.STAGE_SECONDS.labels("batch_wait").observe(batch_wait_s)
+    metrics.STAGE_SECONDS.labels(*model.labels, "batch_wait").observe(batch_wait_s)
     timings = staged.timings.model_copy(
         update={
             "batch_wait_s": batch_wait_s,
@@ -203,7 +203,7 @@ def run_chunk(runtime: WorkerRuntime, task: ChunkTask, deadline: float) -> list[
     errors. Every item says which model version ran it."""
     model = served_model(runtime, task)
     queue_s = max(0.0, time.time() - task.queued_at)
-    metrics.STAGE_SECONDS.labels("queue").observe(queue_s)
+    metrics.STAGE_SECONDS.labels(*model.labels, "queue").observe(queue_s)
     soft_limit_s = runtime.settings.chunk_soft_limit_s
     staging: list[Future[Staged] | None] = []
     for ref in task.images:
@@ -288,6 +288,11 @@ def skipped(task: ChunkTask) -> ChunkOutcome:
     return ChunkOutcome(task.job_id, task.chunk, 0, 0, False, False)
 
 
+def _labels(runtime: WorkerRuntime, task: ChunkTask) -> tuple[str, str]:
+    model = runtime.models.get(task.model)
+    return model.labels if model else (task.model, "")
+
+
 def record_chunk(runtime: WorkerRuntime, task: ChunkTask, items: list[ResultItem]) -> ChunkOutcome:
     """Record a chunk's results: the part in S3 first, then the count in Redis, so
     whenever Redis says a chunk of a job still running is done, its part is in S3.
@@ -312,12 +317,13 @@ def record_chunk(runtime: WorkerRuntime, task: ChunkTask, items: list[ResultItem
     if not completion.newly_counted and not completion.cancelled:
         items = _counted_items(runtime, task)
         runtime.archive.write_part(task.job_id, task.chunk, items)
-    metrics.STAGE_SECONDS.labels("upload").observe(time.perf_counter() - uploading)
+    labels = _labels(runtime, task)
+    metrics.STAGE_SECONDS.labels(*labels, "upload").observe(time.perf_counter() - uploading)
     outcome = _outcome(task, items, completion)
     if completion.newly_counted:
         runtime.stats.count_images(outcome.images)
-        metrics.IMAGES.labels("ok").inc(outcome.images - outcome.errors)
-        metrics.IMAGES.labels("error").inc(outcome.errors)
+        metrics.IMAGES.labels(*labels, "ok").inc(outcome.images - outcome.errors)
+        metrics.IMAGES.labels(*labels, "error").inc(outcome.errors)
     if completion.job_complete:
         finalize_job(runtime, task.job_id, known={task.chunk: items})
     return outcome

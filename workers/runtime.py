@@ -9,7 +9,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from workers import metrics
 from workers.batcher import Batcher
 from workers.device import Device
 from workers.inference import BatchOutput, InferenceInput
@@ -38,8 +37,6 @@ class WorkerStats:
     def count_batch(self, size: int, seconds: float) -> None:
         with self._lock:
             self.batch_sizes[size] += 1
-        metrics.BATCH_IMAGES.observe(size)
-        metrics.STAGE_SECONDS.labels("inference").observe(seconds)
 
     def batch_histogram(self) -> dict[int, int]:
         with self._lock:

@@ -12,7 +12,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from workers import metrics
 from workers.device import Device
+from workers.memory import MIB, Measurement, MemoryBudget, ModelDoesNotFit
 from workers.model import Detector, WarmUp, resolve_weights
 from yoloq.catalog import ModelReference, ModelVersion
 from yoloq.object_store import ObjectStore
@@ -89,6 +91,8 @@ class ServedModel:
     source: ModelSource
     detector: Detector
     warm: WarmUp
+    memory_bytes: int = 0
+    """What it took on the device, measured at warm-up."""
     draining: bool = False
     """Its alias moved on: the worker finishes its queue, then unloads it."""
 
@@ -100,6 +104,12 @@ class ServedModel:
     def max_batch(self) -> int:
         return self.warm.max_batch
 
+    @property
+    def labels(self) -> tuple[str, str]:
+        """Its Prometheus labels: model and version."""
+        version = self.source.version
+        return self.source.name, "" if version is None else str(version)
+
     def info(self) -> ServedModelInfo:
         return ServedModelInfo(
             id=self.id,
@@ -109,6 +119,7 @@ class ServedModel:
             task=self.detector.task,
             format=self.source.format,
             max_batch=self.max_batch,
+            memory_bytes=self.memory_bytes,
             draining=self.draining,
         )
 
@@ -128,19 +139,42 @@ class ServedModel:
 
 
 def load_served(
-    source: ModelSource, device: Device, max_batch: int | None, imgsz: int | None
+    source: ModelSource,
+    device: Device,
+    max_batch: int | None,
+    imgsz: int | None,
+    budget: MemoryBudget,
 ) -> ServedModel:
-    """Load and warm one version. Call it on a passing thread (``workers.main``)."""
-    detector = Detector(source.weights, device)
+    """Load and warm one version, measuring its memory; ModelDoesNotFit if it takes the
+    worker past its budget. Call it on a passing thread (``workers.main``)."""
+    import gc
+
+    measurement = Measurement(device).start()
+    try:
+        detector = Detector(source.weights, device)
+        warm = detector.warm_up(max_batch=max_batch, imgsz=imgsz)
+    except RuntimeError as error:
+        if "out of memory" not in str(error).lower():
+            raise
+        raise ModelDoesNotFit(
+            f"model {source.id} does not fit on {device.requested}: {error}"
+        ) from error
+    measured = measurement.stop()
+    try:
+        budget.admit(source.id, measured, device)
+    except ModelDoesNotFit:
+        del detector
+        gc.collect()
+        raise
     log.info(
-        "model %s (%s, %s, sha256 %s) loaded on %s",
+        "model %s (%s, %s, sha256 %s) loaded on %s: %.0f MiB",
         source.id,
         detector.task,
         source.format,
         detector.sha256[:12],
         device.requested,
+        measured / MIB,
     )
-    warm = detector.warm_up(max_batch=max_batch, imgsz=imgsz)
     costs = ", ".join(f"{size}: {1000 * s:.1f} ms" for size, s in warm.per_image_s.items())
     log.info(
         "model %s warmed in %.1fs at imgsz %d; max batch %d%s",
@@ -150,4 +184,23 @@ def load_served(
         warm.max_batch,
         f" (per-image cost by batch size: {costs})" if costs else " (YOLOQ_MAX_BATCH)",
     )
-    return ServedModel(source, detector, warm)
+    served = ServedModel(source, detector, warm, measured)
+    metrics.MODEL_WARM.labels(*served.labels).set(1)
+    metrics.MAX_BATCH.labels(*served.labels).set(warm.max_batch)
+    metrics.MODEL_MEMORY.labels(*served.labels).set(measured)
+    return served
+
+
+def unload(model: ServedModel, device: Device, budget: MemoryBudget) -> None:
+    """Forget a version: its memory goes back to the device."""
+    import gc
+
+    budget.release(model.id)
+    for gauge in (metrics.MODEL_WARM, metrics.MAX_BATCH, metrics.MODEL_MEMORY):
+        gauge.remove(*model.labels)
+    del model
+    gc.collect()
+    if device.is_cuda:
+        import torch
+
+        torch.cuda.empty_cache()

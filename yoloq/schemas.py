@@ -318,6 +318,7 @@ class ServedModelInfo(BaseModel):
     task: Task
     format: str = Field(default="pt", description="The weights' format: pt, onnx, ...")
     max_batch: int
+    memory_bytes: int = Field(default=0, description="Device memory it took at warm-up.")
     draining: bool = Field(
         default=False,
         description="No longer named by what the worker follows: finishing its queue.",

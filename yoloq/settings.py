@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     """What a worker serves, when ``yoloq worker --model`` is not given: registry
     references, comma-separated, or one weights file (a local path or
     ``s3://bucket/key``)."""
+    model_memory_mb: int | None = Field(default=None, ge=1)
+    """Most memory a worker's models may take together; unset, 90% of what its device
+    has free when it starts. A model past it is refused with a clear error."""
     model_format: str = "pt"
     """Which file of a registry version a worker runs: pt, or an export's format (onnx,
     torchscript, ...) added with ``yoloq export --push``."""

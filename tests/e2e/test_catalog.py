@@ -6,6 +6,7 @@ aliases, a canary split, a tenant limited to some models, and the lineage on eve
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -24,12 +25,13 @@ from tests.conftest import (
     LIMITED_API_KEY,
 )
 from tests.image_factory import encode
+from workers.weights_info import read_weights_info
 from yoloq.catalog import Alias, ModelStatus
 from yoloq.client import ApiError, Client
 from yoloq.job_store import JobStore
 from yoloq.local_services import ProcessGroup, wait_until, yoloq_argv
 from yoloq.object_store import ObjectStore
-from yoloq.registry import sha256_of
+from yoloq.registry import ModelRegistry, sha256_of
 from yoloq.results import (
     ClassifyItem,
     ObbItem,
@@ -315,3 +317,63 @@ def test_a_model_no_worker_serves_is_queued_and_shown_without_workers(
         headers={"Authorization": f"Bearer {API_KEY}"},
     ).raise_for_status()
     assert client.model("idle").queued_images == 0
+
+
+def test_a_worker_following_an_alias_loads_the_new_version_then_drains_the_old(
+    admin: Client,
+    client: Client,
+    object_store: ObjectStore,
+    stack_env: dict[str, str],
+    job_store: JobStore,
+    model_path: Path,
+    tmp_path: Path,
+) -> None:
+    """The alias moves while a job pinned to the old version runs and new jobs keep coming:
+    every job runs on the version it was pinned to, none is lost, and the old version is
+    unloaded only once its queue is empty."""
+    registry = ModelRegistry(object_store, "yoloq-models")
+    weights = {1: model_path, 2: _second_version(model_path, tmp_path / "conveyor-v2.pt")}
+    info = read_weights_info(model_path)
+    for number, path in weights.items():
+        version, _ = registry.push(path, "conveyor", info)
+        assert version.version == number
+    registry.set_alias("conveyor", "production", Alias.parse("1"))
+    env = {
+        **stack_env,
+        "YOLOQ_MODEL": "conveyor@production",
+        "YOLOQ_ALIAS_POLL_S": "1",
+        "YOLOQ_MAX_BATCH": "2",
+        "YOLOQ_METRICS_PORT": "0",
+    }
+    name = "follower"
+
+    def serving() -> set[str]:
+        return {m.id for w in job_store.live_workers(5) if w.name == name for m in w.models}
+
+    with ProcessGroup(tmp_path / "logs") as group:
+        process = group.start(name, yoloq_argv("worker", "--device", "cpu", "--name", name), env)
+        group.wait_ready(process, lambda: serving() == {"conveyor:1"}, timeout_s=180)
+        refs = _images(object_store, 64, seed=9300)
+        long_job = client.submit(refs, model="conveyor")
+        admin.set_alias("conveyor", "production", "2")
+        jobs = [long_job]
+        seen: list[set[str]] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            jobs.append(client.submit(refs[:2], model="conveyor"))
+            seen.append(serving())
+            if seen[-1] == {"conveyor:2"} and len(jobs) > 20:
+                break
+            time.sleep(0.3)
+        # The new version was served beside the old before the old went.
+        assert {"conveyor:1", "conveyor:2"} in seen, seen
+        assert seen[-1] == {"conveyor:2"}, seen
+        for accepted in jobs:
+            job = client.wait(accepted.id, timeout_s=300)
+            assert job.status == JobStatus.SUCCEEDED, job
+            assert accepted.model is not None
+            versions = {item.version for item in client.results(accepted.id)}
+            assert versions == {accepted.model.version}
+        assert {j.model.version for j in jobs if j.model} == {1, 2}
+        assert long_job.model is not None and long_job.model.version == 1
+        assert job_store.queued_images_for("conveyor:1") == 0

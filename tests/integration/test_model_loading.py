@@ -57,6 +57,13 @@ def test_worker_asked_for_a_model_the_registry_lacks_says_so(stack_env: dict[str
     assert "no model named 'no-such-model'" in result.stderr
 
 
+def test_worker_refuses_a_model_past_its_memory_budget(stack_env: dict[str, str]) -> None:
+    result = _start_worker({**stack_env, "YOLOQ_MODEL_MEMORY_MB": "1"}, "--device", "cpu")
+    assert result.returncode != 0
+    assert "MiB on cpu (measured at warm-up)" in result.stderr
+    assert "past this worker's 1 MiB (YOLOQ_MODEL_MEMORY_MB" in result.stderr
+
+
 def test_worker_asked_for_a_missing_gpu_says_so(stack_env: dict[str, str]) -> None:
     # No host has a GPU 99, so this holds on GPU machines too.
     result = _start_worker(stack_env, "--device", "cuda:99")

@@ -123,11 +123,16 @@ def test_prometheus_metrics_and_item_timings(
         for line in text.splitlines()
         if line and not line.startswith("#")
     }
-    assert samples["yoloq_worker_model_warm"] == 1
-    assert samples['yoloq_worker_images_total{status="ok"}'] >= 3
-    assert samples["yoloq_worker_batch_images_count"] >= 1
+    # Every per-model metric names the model and its version (none: a weights file);
+    # the exposition lists labels in alphabetical order.
+    model = f'model="{queue.model}"'
+    assert samples[f'yoloq_worker_model_warm{{{model},version=""}}'] == 1
+    assert samples[f'yoloq_worker_model_memory_bytes{{{model},version=""}}'] > 0
+    assert samples[f'yoloq_worker_images_total{{{model},status="ok",version=""}}'] >= 3
+    assert samples[f'yoloq_worker_batch_images_count{{{model},version=""}}'] >= 1
     for stage in ("queue", "download", "decode", "batch_wait", "inference", "upload"):
-        assert samples[f'yoloq_worker_stage_seconds_count{{stage="{stage}"}}'] >= 1, stage
+        key = f'yoloq_worker_stage_seconds_count{{{model},stage="{stage}",version=""}}'
+        assert samples[key] >= 1, stage
     # The heartbeat (every second here) reports the batches once it next beats.
     wait_until(
         lambda: any(sum(w.batch_sizes.values()) for w in job_store.live_workers(30)),
@@ -136,7 +141,7 @@ def test_prometheus_metrics_and_item_timings(
     )
     beat = next(w for w in job_store.live_workers(30))
     assert sum(beat.batch_sizes.values()) >= 1
-    assert 1 <= beat.max_batch == samples["yoloq_worker_max_batch_images"]
+    assert 1 <= beat.max_batch == samples[f'yoloq_worker_max_batch_images{{{model},version=""}}']
 
 
 class _RunsACommandWhenUnpickled:

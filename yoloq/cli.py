@@ -67,8 +67,9 @@ def _compose(args: argparse.Namespace) -> int:
 
     out = str(args.out or DEFAULT_OUT)
     command = f"yoloq compose --gpus {args.gpus} --per-gpu {args.per_gpu}"
+    command += "".join(f" --model {model}" for model in args.model or [])
     try:
-        services = worker_services(parse_gpus(args.gpus), args.per_gpu)
+        services = worker_services(parse_gpus(args.gpus), args.per_gpu, args.model)
         anchor = load_worker_anchor(args.base)
     except (ValueError, OSError) as error:
         print(f"yoloq compose: error: {error}", file=sys.stderr)
@@ -148,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--gpus", required=True, help="the host's GPU numbers, comma-separated: 0,1,2,3"
     )
     compose.add_argument("--per-gpu", type=int, default=1, help="workers per GPU (default: 1)")
+    compose.add_argument(
+        "--model",
+        action="append",
+        metavar="REF",
+        help="what these workers serve, repeatable (parts-seg@production); default YOLOQ_MODEL. "
+        "Write one override per pool of models",
+    )
     compose.add_argument(
         "--base",
         type=Path,

@@ -11,10 +11,13 @@ worker would keep the base worker's GPU reservation beside its own.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from yoloq.catalog import ModelReference
 
 WORKER_ANCHOR = "x-worker"
 DEFAULT_OUT = "docker-compose.gpus.yml"
@@ -55,16 +58,32 @@ def load_worker_anchor(base: Path) -> dict[str, Any]:
     return anchor
 
 
-def worker_services(gpus: list[int], per_gpu: int) -> dict[str, dict[str, Any]]:
-    """What each worker adds to ``x-worker``: its name and the one GPU it reserves."""
+def pool_slug(models: list[str]) -> str:
+    """A service-name part for a pool's models: parts-seg@production -> parts-seg-production."""
+    slug = "-".join(re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-") for model in models)
+    return slug[:40].strip("-")
+
+
+def worker_services(
+    gpus: list[int], per_gpu: int, models: list[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """What each worker adds to ``x-worker``: its name, the one GPU it reserves and, for a
+    pool of registry models, what it serves. Each pool's workers consume that pool's
+    version queues only, so pools scale apart; their service names carry the models, so
+    overrides for several pools combine."""
     if per_gpu < 1:
         raise ValueError(f"--per-gpu must be at least 1, not {per_gpu}")
     if not gpus:
         raise ValueError("--gpus needs at least one GPU")
+    serve: list[str] = []
+    for model in models or []:
+        ModelReference.parse(model)  # a typo fails here, not in every container
+        serve += ["--model", model]
+    prefix = f"worker-{pool_slug(models)}" if models else "worker"
     return {
-        f"worker-gpu{gpu}-{replica}": {
+        f"{prefix}-gpu{gpu}-{replica}": {
             # %h, the container's hostname, keeps replicas of one GPU apart.
-            "command": ["--name", f"gpu{gpu}@%h"],
+            "command": ["--name", f"gpu{gpu}@%h", *serve],
             "deploy": {
                 "resources": {
                     "reservations": {

@@ -23,6 +23,7 @@ import yaml
 
 from workers.device import parse_device
 from workers.main import staging_limit, worker_name
+from yoloq.catalog import ModelStatus
 from yoloq.cli import main as yoloq_main
 from yoloq.keys import priority_queues, queue_name
 from yoloq.settings import Settings
@@ -332,6 +333,31 @@ def test_override_for_four_gpus_two_workers_each(
     assert set(gpu_workers(active)) == set(workers)
 
 
+def test_override_for_a_pool_of_registry_models(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_compose(
+        capsys, "--gpus", "2,3", "--model", "parts-seg@production", "--model", "defects:3"
+    )
+    assert code == 0, err
+    override = yaml.safe_load(out)
+    assert_valid_compose(override)
+    assert list(override["services"]) == [
+        "worker-parts-seg-production-defects-3-gpu2-0",
+        "worker-parts-seg-production-defects-3-gpu3-0",
+    ]
+    service = override["services"]["worker-parts-seg-production-defects-3-gpu2-0"]
+    assert service["command"] == [
+        "--name",
+        "gpu2@%h",
+        "--model",
+        "parts-seg@production",
+        "--model",
+        "defects:3",
+    ]
+    assert "--model parts-seg@production --model defects:3" in out.splitlines()[0]
+    code, _, err = run_compose(capsys, "--gpus", "0", "--model", "Bad Name")
+    assert code == 2 and "a name is" in err
+
+
 def test_override_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_compose(capsys, "--gpus", "5")
     assert code == 0
@@ -457,6 +483,38 @@ def test_keda_scales_the_worker_on_its_model_queue(monkeypatch: pytest.MonkeyPat
         assert metadata["address"] == f"{redis_url.hostname}:{redis_url.port}"
         assert metadata["databaseIndex"] == redis_url.path.strip("/")
         assert int(metadata["listLength"]) >= 1
+
+
+def test_a_model_pool_scales_on_its_models_backlog_through_the_api() -> None:
+    with (K8S / "pools" / "parts-seg.yaml").open() as f:
+        deployment, scaled, auth = [doc for doc in yaml.safe_load_all(f) if doc]
+    kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+    base = k8s_object("Deployment", "yoloq-worker")
+    pod, base_pod = deployment["spec"]["template"]["spec"], base["spec"]["template"]["spec"]
+    (worker,) = pod["containers"]
+    assert worker["command"][-2:] == ["--model", "parts-seg@production"]
+    # worker.yaml's pod, but for what it serves, and a selector the base does not match.
+    assert {**worker, "command": base_pod["containers"][0]["command"]} == base_pod["containers"][0]
+    assert {k: v for k, v in pod.items() if k != "containers"} == {
+        k: v for k, v in base_pod.items() if k != "containers"
+    }
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert not set(base["spec"]["selector"]["matchLabels"].items()) <= set(
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert set(selector.items()) <= set(
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "metrics-api"
+    url = urlparse(trigger["metadata"]["url"])
+    api = k8s_object("Service", "yoloq-api")
+    assert (url.hostname, url.port) == (api["metadata"]["name"], api["spec"]["ports"][0]["port"])
+    assert url.path == "/v1/models/parts-seg"
+    assert trigger["metadata"]["valueLocation"] in ModelStatus.model_fields
+    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+    assert auth["kind"] == "TriggerAuthentication"
 
 
 def test_worker_pods_take_one_gpu_and_are_ready_when_warm() -> None:

@@ -54,6 +54,7 @@ def make_batcher(
         detector = items[0].model.detector
         found = detector.predict_prepared([item.image for item in items], items[0].params)
         finished = time.perf_counter()
+        items[0].model.batch_sizes[len(items)] += 1
         labels = items[0].model.labels
         metrics.BATCH_IMAGES.labels(*labels).observe(len(items))
         metrics.STAGE_SECONDS.labels(*labels, "inference").observe(finished - started)

@@ -9,7 +9,8 @@ of its own (``yoloq.keys.queue_name(id)``), and results carry which version ran 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from workers import metrics
@@ -95,6 +96,8 @@ class ServedModel:
     """What it took on the device, measured at warm-up."""
     draining: bool = False
     """Its alias moved on: the worker finishes its queue, then unloads it."""
+    batch_sizes: Counter[int] = field(default_factory=Counter)
+    """Batches of it run, by size (written by the batcher thread only)."""
 
     @property
     def id(self) -> str:
@@ -120,6 +123,8 @@ class ServedModel:
             format=self.source.format,
             max_batch=self.max_batch,
             memory_bytes=self.memory_bytes,
+            warmed=self.detector.warmed,
+            batch_sizes=dict(sorted(self.batch_sizes.items())),
             draining=self.draining,
         )
 

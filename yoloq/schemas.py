@@ -319,6 +319,8 @@ class ServedModelInfo(BaseModel):
     format: str = Field(default="pt", description="The weights' format: pt, onnx, ...")
     max_batch: int
     memory_bytes: int = Field(default=0, description="Device memory it took at warm-up.")
+    warmed: bool = True
+    batch_sizes: dict[int, int] = Field(default_factory=dict, description="Its batches, by size.")
     draining: bool = Field(
         default=False,
         description="No longer named by what the worker follows: finishing its queue.",

@@ -307,6 +307,14 @@ def test_models_show_versions_aliases_workers_and_queues(
     with pytest.raises(ApiError) as refused:
         client.set_alias("shapes", "production", "2")
     assert refused.value.status_code == 403
+    # The worker's heartbeat: each version it serves, warm, its memory and its own batches
+    # (a batch never mixes models, so each version's batches count its images alone).
+    [beat] = [w for w in admin.workers() if w.name == catalog_worker]
+    served = {m.id: m for m in beat.models}
+    assert set(served) == {"shapes:1", "shapes:2", *(f"{name}:1" for name in TASK_MODELS)}
+    assert all(m.warmed and m.memory_bytes > 0 and m.max_batch == 4 for m in served.values())
+    assert {served["parts-seg:1"].task, served["pass-fail:1"].task} == {"segment", "classify"}
+    assert all(served[f"{name}:1"].batch_sizes for name in TASK_MODELS)
 
 
 def test_a_model_no_worker_serves_is_queued_and_shown_without_workers(

@@ -513,3 +513,48 @@ def test_every_task_finds_the_drawn_shapes_through_the_service(
         for item, name in zip(items, names, strict=True)
     )
     assert len(crops) > 10 and right / len(crops) > 0.9, (right, len(crops))
+
+
+def test_an_export_is_a_file_of_its_version_and_a_worker_can_serve_it(
+    client: Client,
+    object_store: ObjectStore,
+    stack_env: dict[str, str],
+    job_store: JobStore,
+    model_path: Path,
+    tmp_path: Path,
+) -> None:
+    import os
+
+    env = {**os.environ, **stack_env}
+    done = _cli(env, "models", "push", str(model_path), "--name", "exported")
+    assert done.returncode == 0 and done.stdout.strip() == "exported:1", done.stderr
+    done = _cli(env, "models", "export", "exported:1", "--format", "onnx")
+    assert done.returncode == 0 and "exported:1 now has: pt, onnx" in done.stderr, done.stderr
+    version = client.model("exported").versions[0]
+    onnx = version.file("onnx")
+    assert onnx.sha256 != version.sha256 and onnx.key.endswith(".onnx")
+
+    worker_env = {
+        **stack_env,
+        "YOLOQ_MODEL": "exported:1",
+        "YOLOQ_MODEL_FORMAT": "onnx",
+        "YOLOQ_MAX_BATCH": "2",
+        "YOLOQ_METRICS_PORT": "0",
+    }
+    with ProcessGroup(tmp_path / "logs") as group:
+        argv = yoloq_argv("worker", "--device", "cpu", "--name", "onnx-worker")
+        process = group.start("onnx-worker", argv, worker_env)
+
+        def serving_onnx() -> bool:
+            return any(
+                m.id == "exported:1" and m.format == "onnx"
+                for w in job_store.live_workers(5)
+                if w.name == "onnx-worker" and w.warmed
+                for m in w.models
+            )
+
+        group.wait_ready(process, serving_onnx, timeout_s=180)
+        items = _run(client, _images(object_store, 4), "exported:1")
+    # The record says which file ran: the export's, of version 1.
+    assert {(i.model, i.version, i.sha256) for i in items} == {("exported", 1, onnx.sha256)}
+    assert sum(len(detections_of(i)) for i in items) >= 4

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install demo test lint typecheck unit redis bench soak clean
+.PHONY: install demo test lint typecheck unit redis bench bench-tasks soak clean
 
 # Torch first, from the pinned release, so no later install can pull a different build.
 $(VENV)/.installed: pyproject.toml
@@ -48,3 +48,7 @@ clean:
 # Pipeline throughput against in-process Ultralytics, side by side (bench/throughput.py).
 bench: install
 	$(PY) bench/throughput.py
+
+# Each task's pipeline throughput against in-process Ultralytics (bench/tasks.py).
+bench-tasks: install
+	$(PY) bench/tasks.py --images 128 --runs 3

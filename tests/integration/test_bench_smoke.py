@@ -52,3 +52,23 @@ def test_smoke_run_prints_ratios_and_writes_its_report(tmp_path: Path) -> None:
         "seen",
     ]
     assert stages["inference"] > 0 and stages["download"] > 0
+
+
+def test_tasks_smoke_run_compares_every_task(tmp_path: Path) -> None:
+    """``bench/tasks.py --smoke``: each task's model in-process and through a worker."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "tasks.py"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    [path] = tmp_path.glob("tasks-*.json")
+    report = json.loads(path.read_text())
+    tasks = {"detect", "segment", "pose", "obb", "classify"}
+    assert report["smoke"] is True and set(report["ratios"]) == tasks
+    [rows] = report["runs"]
+    for task in tasks:
+        assert rows[task]["pipeline_images_per_s"] > 0 and rows[task]["ratio"] > 0
+        assert re.search(rf"^{task}\s+[0-9.]+", run.stdout, re.MULTILINE), run.stdout

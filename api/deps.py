@@ -8,8 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.backpressure import DrainRate
+from api.events import JobEventHub
 from api.keyring import KeyRing
 from api.metrics import ApiMetrics
+from yoloq import keys
 from yoloq.archive import ResultArchive
 from yoloq.job_store import JobStore
 from yoloq.object_store import ObjectStore
@@ -28,6 +30,7 @@ class Services:
     metrics: ApiMetrics
     keyring: KeyRing
     registry: ModelRegistry
+    events: JobEventHub
     drain_rates: dict[str, DrainRate] = field(default_factory=dict)
 
     def drain_rate(self, model: str) -> DrainRate:
@@ -46,6 +49,9 @@ class Services:
             metrics=ApiMetrics(jobs.queued_images),
             keyring=KeyRing(settings),
             registry=ModelRegistry(store, settings.models_bucket, settings.catalog_cache_s),
+            events=JobEventHub(
+                settings.redis_url, keys.RedisKeys(settings.key_prefix).job_events()
+            ),
         )
 
 

@@ -6,7 +6,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-UPLOAD_PATH = "/v1/images"
+UPLOAD_PATHS = frozenset({"/v1/images", "/v1/detect"})
+"""Paths whose bodies are images: they get the upload limit."""
 
 
 class BodyLimitMiddleware:
@@ -22,7 +23,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
-        limit = self.upload_limit if scope["path"] == UPLOAD_PATH else self.json_limit
+        limit = self.upload_limit if scope["path"] in UPLOAD_PATHS else self.json_limit
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _too_large(send, limit)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import kombu.exceptions
 import redis
@@ -14,7 +16,7 @@ from api.deps import Services
 from api.docs import install_docs
 from api.limits import BodyLimitMiddleware
 from api.metrics import MetricsMiddleware
-from api.routes import dead_letters, health, images, jobs, models, workers
+from api.routes import dead_letters, detect, events, health, images, jobs, models, workers
 from yoloq.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,18 +24,28 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    services = Services.from_settings(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await services.events.close()
+
     app = FastAPI(
         title="yoloq",
+        lifespan=lifespan,
         version="0.1.0",
-        description="Submit images in object storage for YOLO detection; poll for results.",
+        description="Submit images in object storage for YOLO inference and follow the jobs "
+        "as they run, or send one image and get its result in the same request.",
         docs_url=None,  # served by install_docs, from local files
         redoc_url=None,
     )
     install_docs(app)
-    services = Services.from_settings(settings)
     app.state.services = services
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(events.router)
+    app.include_router(detect.router)
     app.include_router(images.router)
     app.include_router(workers.router)
     app.include_router(models.router)

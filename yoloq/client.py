@@ -5,17 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
 from yoloq.catalog import AliasUpdate, ModelStatus
-from yoloq.results import ResultItem, ResultsPage
+from yoloq.results import DetectResult, ResultItem, ResultsPage
 from yoloq.schemas import (
     ImageRef,
     InferenceParams,
     JobAccepted,
     JobCreate,
+    JobEvent,
     JobPublic,
     UploadedImage,
     WorkerHeartbeat,
@@ -43,14 +44,17 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _raise(self, response: httpx.Response) -> NoReturn:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise ApiError(response.status_code, detail)
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.http.request(method, path, **kwargs)
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise ApiError(response.status_code, detail)
+            self._raise(response)
         return response.json()
 
     def ready(self) -> bool:
@@ -83,8 +87,13 @@ class Client:
             )
         )
 
-    def job(self, job_id: str) -> JobPublic:
-        return JobPublic.model_validate(self._call("GET", f"/v1/jobs/{job_id}"))
+    def job(self, job_id: str, wait_s: float | None = None) -> JobPublic:
+        """The job now; with ``wait_s``, once its status changes (or ``wait_s`` passes)."""
+        params = {"wait": wait_s} if wait_s else {}
+        timeout = (wait_s or 0) + (self.http.timeout.read or 30.0)
+        return JobPublic.model_validate(
+            self._call("GET", f"/v1/jobs/{job_id}", params=params, timeout=timeout)
+        )
 
     def results_page(self, job_id: str, offset: int = 0, limit: int = 100) -> ResultsPage:
         body = self._call(
@@ -117,21 +126,82 @@ class Client:
     def workers(self) -> list[WorkerHeartbeat]:
         return [WorkerHeartbeat.model_validate(w) for w in self._call("GET", "/v1/workers")]
 
+    def events(self, job_id: str, read_timeout_s: float = 60.0) -> Iterator[JobEvent | None]:
+        """The job's events as the API streams them (``GET /v1/jobs/{id}/events``): its
+        state now, each change, and its final state, after which the stream ends. None
+        for each heartbeat comment, so a caller can check a deadline of its own."""
+        timeout = httpx.Timeout(self.http.timeout.connect, read=read_timeout_s)
+        with self.http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=timeout) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._raise(response)
+            data: list[str] = []
+            for line in response.iter_lines():
+                if line.startswith(":"):
+                    yield None
+                elif line.startswith("data:"):
+                    data.append(line.removeprefix("data:").strip())
+                elif not line and data:
+                    yield JobEvent.model_validate_json("\n".join(data))
+                    data = []
+
     def wait(
         self,
         job_id: str,
         timeout_s: float = 600.0,
         poll_s: float = 0.25,
-        on_progress: Callable[[JobPublic], None] | None = None,
+        on_progress: Callable[[JobEvent], None] | None = None,
     ) -> JobPublic:
-        """Poll until the job's status is final."""
+        """Follow the job's events until its status is final; if the stream breaks,
+        poll instead (every ``poll_s``)."""
         deadline = time.monotonic() + timeout_s
+        try:
+            for event in self.events(job_id):
+                if event is not None and on_progress:
+                    on_progress(event)
+                if event is not None and event.status.is_final:
+                    return self.job(job_id)
+                if time.monotonic() > deadline:
+                    break
+        except httpx.HTTPError:
+            pass  # the stream broke: polling takes over
         while True:
             job = self.job(job_id)
             if on_progress:
-                on_progress(job)
+                on_progress(JobEvent.of(job))
             if job.status.is_final:
                 return job
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {job.status} after {timeout_s:.0f}s")
             time.sleep(poll_s)
+
+    def detect(
+        self,
+        image: Path | bytes | ImageRef,
+        params: InferenceParams | None = None,
+        model: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> DetectResult:
+        """One image's result in one request (``POST /v1/detect``): a file, its bytes, or
+        an object in a bucket the key may read. If the API answers 202 (its wait ran
+        out first), waits for the job here, up to ``timeout_s`` in all."""
+        started = time.monotonic()
+        query: dict[str, Any] = (params or InferenceParams()).model_dump(exclude_defaults=True)
+        query.update({"timeout": timeout_s, **({"model": model} if model else {})})
+        if isinstance(image, ImageRef):
+            request: dict[str, Any] = {"json": {"image": image.model_dump()}}
+        elif isinstance(image, Path):
+            request = {"files": {"file": (image.name, image.read_bytes())}}
+        else:
+            request = {"content": image, "headers": {"Content-Type": "application/octet-stream"}}
+        # The API answers within timeout_s (202 at worst): give it that and a margin.
+        wait = timeout_s + (self.http.timeout.connect or 10.0)
+        response = self.http.post("/v1/detect", params=query, timeout=wait, **request)
+        if response.status_code == 202:
+            job_id = JobAccepted.model_validate(response.json()).id
+            self.wait(job_id, timeout_s=max(0.0, timeout_s - (time.monotonic() - started)))
+            [item] = list(self.results(job_id))
+            return DetectResult(job_id=job_id, item=item)
+        if response.status_code >= 400:
+            self._raise(response)
+        return DetectResult.model_validate(response.json())

@@ -1,4 +1,4 @@
-"""The client side of the ``yoloq`` command: submit, status, results, workers."""
+"""The client side of the ``yoloq`` command: submit, detect, status, results, workers."""
 
 from __future__ import annotations
 
@@ -125,6 +125,23 @@ def submit(args: argparse.Namespace) -> int:
     return 0 if job.status.value in ("succeeded", "partial") else 1
 
 
+def detect(args: argparse.Namespace) -> int:
+    """One image, answered in one request (``POST /v1/detect``); prints its item."""
+    image: Path | ImageRef
+    if args.image.startswith("s3://"):
+        bucket, _, key = args.image.removeprefix("s3://").partition("/")
+        image = ImageRef(bucket=bucket, key=key)
+    else:
+        image = Path(args.image)
+        if not image.is_file():
+            raise SystemExit(f"yoloq: {image} does not exist")
+    with _client(args) as client:
+        result = client.detect(image, _params(args), model=args.model, timeout_s=args.timeout)
+    print(result.item.model_dump_json(indent=2 if args.pretty else None, exclude_none=True))
+    print(f"job {result.job_id}: {len(detections_of(result.item))} found", file=sys.stderr)
+    return 0 if result.item.status == "ok" else 1
+
+
 def status(args: argparse.Namespace) -> int:
     with _client(args) as client:
         print(client.job(args.job_id).model_dump_json(indent=2))
@@ -168,14 +185,7 @@ def workers(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sub = commands.add_parser(
-        "submit", help="upload images (or name s3://bucket/prefix), run a job, write results"
-    )
-    sub.add_argument("sources", nargs="+", help="image files, folders, or s3://bucket/prefix")
-    sub.add_argument("--out", type=Path, help="write results here (default: stdout)")
-    sub.add_argument("--format", choices=["jsonl", "coco"], default="jsonl")
-    sub.add_argument("--annotate", type=Path, metavar="DIR", help="save local images with boxes")
+def _add_params_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--conf", type=float, default=0.25)
     sub.add_argument("--iou", type=float, default=0.7)
     sub.add_argument(
@@ -185,6 +195,27 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sub.add_argument("--classes", help="comma-separated class ids to keep")
     sub.add_argument("--model", help="name, name:7 or name@alias (default: the deployment's)")
     sub.add_argument("--top-k", type=int, default=5, help="classify models: classes kept")
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    one = commands.add_parser(
+        "detect", help="one image (a file or s3://bucket/key) answered in one request"
+    )
+    one.add_argument("image", help="an image file, or s3://bucket/key")
+    _add_params_options(one)
+    one.add_argument("--timeout", type=float, default=30, help="seconds to wait for the answer")
+    one.add_argument("--pretty", action="store_true", help="indent the JSON")
+    add_api_option(one)
+    one.set_defaults(run=detect)
+
+    sub = commands.add_parser(
+        "submit", help="upload images (or name s3://bucket/prefix), run a job, write results"
+    )
+    sub.add_argument("sources", nargs="+", help="image files, folders, or s3://bucket/prefix")
+    sub.add_argument("--out", type=Path, help="write results here (default: stdout)")
+    sub.add_argument("--format", choices=["jsonl", "coco"], default="jsonl")
+    sub.add_argument("--annotate", type=Path, metavar="DIR", help="save local images with boxes")
+    _add_params_options(sub)
     sub.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the job")
     sub.add_argument("--no-wait", action="store_true", help="print the job id and return")
     add_api_option(sub)

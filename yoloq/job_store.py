@@ -34,6 +34,11 @@ def _lua(name: str) -> str:
     return resources.files("yoloq").joinpath("lua", f"{name}.lua").read_text()
 
 
+def _lua_publishing(name: str) -> str:
+    """A script that changes a job and says so on the job-events channel."""
+    return _lua("publish_event") + _lua(name)
+
+
 def _timestamp(value: str | None) -> datetime | None:
     return datetime.fromtimestamp(float(value), tz=UTC) if value else None
 
@@ -92,10 +97,10 @@ class JobStore:
     def __init__(self, client: redis.Redis[str], prefix: str) -> None:
         self.redis = client
         self.keys = keys.RedisKeys(prefix)
-        self._complete_chunk = client.register_script(_lua("complete_chunk"))
-        self._finish_job = client.register_script(_lua("finish_job"))
-        self._cancel_job = client.register_script(_lua("cancel_job"))
-        self._start_chunk = client.register_script(_lua("start_chunk"))
+        self._complete_chunk = client.register_script(_lua_publishing("complete_chunk"))
+        self._finish_job = client.register_script(_lua_publishing("finish_job"))
+        self._cancel_job = client.register_script(_lua_publishing("cancel_job"))
+        self._start_chunk = client.register_script(_lua_publishing("start_chunk"))
         self._claim_inflight = client.register_script(_lua("claim_inflight"))
 
     @classmethod
@@ -234,6 +239,7 @@ class JobStore:
                 self.keys.job_chunks_done(task.job_id),
                 self.keys.job_deliveries(task.job_id),
                 self.keys.inflight(worker),
+                self.keys.job_events(),
             ],
             args=[task.chunk, repr(time.time()), _inflight_field(task), task.model_dump_json()],
         )
@@ -252,6 +258,7 @@ class JobStore:
                 self.keys.job_chunks_done(job_id),
                 self.keys.job_items(job_id),
                 self.keys.queued_images(model),
+                self.keys.job_events(),
             ],
             args=args,
         )
@@ -268,7 +275,8 @@ class JobStore:
     def cancel(self, job_id: str, model: str) -> JobStatus:
         """Cancel unless the job has ended; returns the status that stands."""
         result = self._cancel_job(
-            keys=[self.keys.job(job_id), self.keys.queued_images(model)], args=[repr(time.time())]
+            keys=[self.keys.job(job_id), self.keys.queued_images(model), self.keys.job_events()],
+            args=[repr(time.time())],
         )
         if not result:
             raise JobGone(f"job {job_id} is not in Redis (expired or never created)")
@@ -280,7 +288,8 @@ class JobStore:
     def finish(self, job_id: str, status: JobStatus) -> JobStatus:
         """Set the final status unless one is set already; returns the status that stands."""
         result = self._finish_job(
-            keys=[self.keys.job(job_id)], args=[status.value, repr(time.time())]
+            keys=[self.keys.job(job_id), self.keys.job_events()],
+            args=[status.value, repr(time.time())],
         )
         if not result:
             raise JobGone(f"job {job_id} is not in Redis (expired or never created)")

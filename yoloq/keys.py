@@ -89,6 +89,11 @@ class RedisKeys:
         """Hash: chunk index -> its task, so a chunk the broker lost can be sent again."""
         return f"{self.prefix}:job:{job_id}:tasks"
 
+    def job_events(self) -> str:
+        """Pub/sub channel: every job's status and counts, published by the Lua scripts
+        as they change them (see schemas.JobEvent)."""
+        return f"{self.prefix}:job-events"
+
     def active_jobs(self) -> str:
         """Sorted set: jobs not yet swept as finished, by creation time."""
         return f"{self.prefix}:active-jobs"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from yoloq.schemas import JobPublic
+from yoloq.schemas import JobEvent, JobPublic
 
 
 class JobProgress:
@@ -17,7 +17,7 @@ class JobProgress:
         self.tty = stream.isatty()
         self._last: tuple[int, str] | None = None
 
-    def __call__(self, job: JobPublic) -> None:
+    def __call__(self, job: JobEvent | JobPublic) -> None:
         state = (job.done, job.status.value)
         if state == self._last:
             return

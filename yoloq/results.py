@@ -184,6 +184,13 @@ def detections_of(item: ResultItem) -> list[Detection]:
     return [] if isinstance(item, ClassifyItem) else list(item.detections)
 
 
+class DetectResult(BaseModel):
+    """``POST /v1/detect``'s answer: the image's item, and the job that ran it."""
+
+    job_id: str = Field(description="The one-image job; GET /v1/jobs/{job_id} shows it.")
+    item: ResultItem
+
+
 class ResultsPage(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={

@@ -66,6 +66,10 @@ class ImageRef(BaseModel):
         return key
 
 
+MAX_CLASS_ID = 65535
+"""No model has more classes; a larger id is a mistake, refused before it reaches one."""
+
+
 class InferenceParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -80,7 +84,7 @@ class InferenceParams(BaseModel):
         "as Ultralytics does for .pt weights.",
     )
     max_det: int = Field(default=300, ge=1, le=3000, description="Most detections per image.")
-    classes: list[Annotated[int, Field(ge=0)]] | None = Field(
+    classes: list[Annotated[int, Field(ge=0, le=MAX_CLASS_ID)]] | None = Field(
         default=None, description="Keep only these class ids; null keeps all."
     )
     top_k: int = Field(
@@ -91,6 +95,36 @@ class InferenceParams(BaseModel):
         description="Segment models: each mask as polygons (its parts, holes kept); 'rle' "
         "adds COCO run-length encoding at the original size.",
     )
+
+
+class DetectOptions(InferenceParams):
+    """``POST /v1/detect``'s query (or form) fields: the job's parameters, its model and
+    how long to wait."""
+
+    model: str | None = Field(
+        default=None,
+        description="name, name:version or name@alias; unset, the deployment's default.",
+    )
+    timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds to wait for the result (default YOLOQ_DETECT_TIMEOUT_S, at "
+        "most YOLOQ_MAX_WAIT_S); past it, 202 with the job id to poll.",
+    )
+
+    def params(self) -> InferenceParams:
+        return InferenceParams.model_validate(self.model_dump(exclude={"model", "timeout"}))
+
+
+class DetectImage(BaseModel):
+    """``POST /v1/detect`` with an image already in object storage."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"image": {"bucket": "line-3", "key": "cam1/0001.jpg"}}]},
+    )
+
+    image: ImageRef
 
 
 class PrefixSource(BaseModel):
@@ -222,6 +256,35 @@ class JobPublic(BaseModel):
     finished_at: datetime | None = None
     results: ObjectLocation = Field(description="Where results.jsonl is (once finished).")
     model: ModelPin | None = Field(default=None, description="The model version it runs on.")
+
+
+class JobEvent(BaseModel):
+    """A job's status and counts at one moment, as ``GET /v1/jobs/{id}/events`` streams
+    them: published by the scripts that change a job, as they change it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job": "8d2e4c1f0b9a4e6f8a7b6c5d4e3f2a1b",
+                    "status": "running",
+                    "done": 48,
+                    "failed": 1,
+                    "total": 500,
+                }
+            ]
+        }
+    )
+
+    job: str
+    status: JobStatus
+    done: int
+    failed: int
+    total: int
+
+    @classmethod
+    def of(cls, job: JobPublic) -> JobEvent:
+        return cls(job=job.id, status=job.status, done=job.done, failed=job.failed, total=job.total)
 
 
 class CocoImage(BaseModel):

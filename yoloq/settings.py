@@ -99,6 +99,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Largest JSON request body (a 10,000-image job is about 1 MB); larger ones get 413."""
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    detect_timeout_s: float = Field(default=30.0, gt=0)
+    """How long ``POST /v1/detect`` waits for its result when the request names no
+    ``timeout``; past it, 202 with the job id."""
+    max_wait_s: float = Field(default=120.0, gt=0)
+    """The longest a request may wait: a longer ``timeout`` of ``POST /v1/detect`` or
+    ``wait`` of ``GET /v1/jobs/{id}`` is cut to it."""
+    events_heartbeat_s: float = Field(default=15.0, gt=0)
+    """Seconds between the comments that keep an idle event stream open through proxies;
+    each also re-reads the job, so a stream never hangs on a missed message."""
 
     max_image_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     """Larger objects are item errors (``too_large``), refused before they are downloaded."""

@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
+import mimetypes
 import re
 import uuid
 from pathlib import PurePosixPath
 
 from fastapi import APIRouter, HTTPException, UploadFile, status
 
-from api.auth import CurrentPrincipal
-from api.deps import ServicesDep
+from api.auth import CurrentPrincipal, Principal
+from api.deps import Services, ServicesDep
 from yoloq import keys
-from yoloq.schemas import UploadedImage
+from yoloq.schemas import ImageRef, UploadedImage
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
 
 _SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,8}$")
 
 
-def _suffix(filename: str | None) -> str:
+def _suffix(filename: str | None, content_type: str | None) -> str:
     suffix = PurePosixPath(filename or "").suffix.lower()
+    if not _SAFE_SUFFIX.fullmatch(suffix):
+        suffix = mimetypes.guess_extension(content_type or "") or ""
     return suffix if _SAFE_SUFFIX.fullmatch(suffix) else ""
+
+
+def store_upload(
+    services: Services,
+    principal: Principal,
+    data: bytes,
+    filename: str | None,
+    content_type: str | None,
+) -> ImageRef:
+    """Put an image's bytes under the tenant's prefix of the uploads bucket: 413 over the
+    upload limit, 422 if empty."""
+    limit = services.settings.max_upload_bytes
+    if len(data) > limit:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE, f"the file is larger than {limit} bytes"
+        )
+    if not data:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the file is empty")
+    bucket = services.settings.uploads_bucket
+    key = keys.upload_key(principal.tenant, uuid.uuid4().hex, _suffix(filename, content_type))
+    services.store.put(bucket, key, data, content_type or "application/octet-stream")
+    return ImageRef(bucket=bucket, key=key)
 
 
 @router.post(
@@ -34,15 +59,6 @@ def _suffix(filename: str | None) -> str:
 def upload_image(
     file: UploadFile, services: ServicesDep, principal: CurrentPrincipal
 ) -> UploadedImage:
-    limit = services.settings.max_upload_bytes
-    data = file.file.read(limit + 1)
-    if len(data) > limit:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE, f"the file is larger than {limit} bytes"
-        )
-    if not data:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the file is empty")
-    bucket = services.settings.uploads_bucket
-    key = keys.upload_key(principal.tenant, uuid.uuid4().hex, _suffix(file.filename))
-    services.store.put(bucket, key, data, file.content_type or "application/octet-stream")
-    return UploadedImage(bucket=bucket, key=key)
+    data = file.file.read(services.settings.max_upload_bytes + 1)
+    ref = store_upload(services, principal, data, file.filename, file.content_type)
+    return UploadedImage(bucket=ref.bucket, key=ref.key)

@@ -9,13 +9,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, status
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import CurrentPrincipal, Principal
-from api.backpressure import retry_after_s
 from api.deps import Services, ServicesDep
 from api.pinning import pin_model
+from api.submission import check_access, check_backpressure, enqueue
+from api.waiting import wait_for
 from yoloq import keys
-from yoloq.chunking import split_into_chunks
 from yoloq.coco import to_coco
 from yoloq.object_store import ObjectNotFound
 from yoloq.results import ResultItem, ResultsPage
@@ -26,7 +27,6 @@ from yoloq.schemas import (
     JobCreate,
     JobPublic,
     JobStatus,
-    ObjectLocation,
 )
 from yoloq.settings import Settings
 from yoloq.webhooks import host_allowed
@@ -58,7 +58,7 @@ def _images(body: JobCreate, services: Services, principal: Principal) -> list[I
                 f"a job holds at most {most} images and this one has {len(body.images)}: "
                 "split it into several jobs",
             )
-        _check_access(body.images, principal, services.settings)
+        check_access(body.images, principal, services)
         return body.images
     source = body.source
     assert source is not None
@@ -102,43 +102,6 @@ def _check_callback(body: JobCreate, settings: Settings) -> None:
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"callback_url must be http(s) to one of: {', '.join(settings.webhook_allowed_hosts)}",
         )
-
-
-def _check_access(images: list[ImageRef], principal: Principal, settings: Settings) -> None:
-    refused = [ref for ref in images if not principal.may_read(ref, settings.uploads_bucket)]
-    if refused:
-        first = refused[0]
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            f"{len(refused)} image(s) are outside what this API key may read, the first "
-            f"s3://{first.bucket}/{first.key}; allowed buckets: "
-            f"{', '.join(sorted(principal.buckets)) or 'none'}, and your own uploads",
-        )
-
-
-def _check_backpressure(services: Services, model: str, images: int) -> None:
-    """429 while the model's queue is over its limit. A job meeting an empty queue is
-    always taken, whatever its size, so no job is refused for ever."""
-    limit = services.settings.queue_limit
-    if limit is None:
-        return
-    done = sum(
-        w.images_done
-        for w in services.jobs.live_workers(60)
-        if any(served.id == model for served in w.models)
-    )
-    drain = services.drain_rate(model)
-    drain.observe(done)
-    queued = services.jobs.queued_images_for(model)
-    if queued == 0 or queued + images <= limit:
-        return
-    wait_s = retry_after_s(queued + images - limit, drain.images_per_s())
-    raise HTTPException(
-        status.HTTP_429_TOO_MANY_REQUESTS,
-        f"the queue of model {model!r} holds {queued} images (limit {limit}); "
-        f"retry in about {wait_s}s",
-        headers={"Retry-After": str(wait_s)},
-    )
 
 
 def _replay(
@@ -207,55 +170,25 @@ def submit_job(
         replayed = _replay(services, principal, idempotency_key, job_id, body, len(images))
         if replayed:
             return replayed
-    model = pin.id
     try:
-        _check_backpressure(services, model, len(images))
+        check_backpressure(services, pin.id, len(images))
+        return enqueue(
+            services,
+            principal,
+            job_id,
+            pin,
+            images,
+            body.params,
+            body.priority,
+            body.callback_url,
+        )
     except HTTPException:
         if idempotency_key:  # refused: the key stays free for the retry
             services.jobs.release_idempotency_key(principal.tenant, idempotency_key)
         raise
 
-    chunks = split_into_chunks(
-        job_id, model, images, body.params, settings.chunk_size, body.priority
-    )
-    services.jobs.create(
-        job_id,
-        tenant=principal.tenant,
-        total=len(images),
-        callback_url=body.callback_url,
-        chunks=len(chunks),
-        model=model,
-        params=body.params,
-        results=ObjectLocation(bucket=settings.results_bucket, key=keys.results_key(job_id)),
-        ttl_s=settings.result_ttl_s,
-        tasks=chunks,
-        pin=pin,
-    )
-    try:
-        for chunk in chunks:
-            services.queue.send(chunk)
-    except Exception as error:
-        # A job with chunks missing from the queue would never finish: take it back.
-        log.exception("could not queue job %s", job_id)
-        services.jobs.withdraw(job_id, model, len(images))
-        if idempotency_key:
-            services.jobs.release_idempotency_key(principal.tenant, idempotency_key)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"the queue is unavailable: {error}"
-        ) from error
-    services.metrics.jobs_submitted.labels(model).inc()
-    services.metrics.images_submitted.labels(model).inc(len(images))
-    log.info(
-        "job %s queued: %d images in %d chunks for model %s",
-        job_id,
-        len(images),
-        len(chunks),
-        model,
-    )
-    return JobAccepted(id=job_id, status=JobStatus.QUEUED, total=len(images), model=pin)
 
-
-def _job(job_id: str, services: ServicesDep, principal: Principal) -> tuple[JobPublic, bool]:
+def find_job(job_id: str, services: Services, principal: Principal) -> tuple[JobPublic, bool]:
     """The job, and whether Redis still holds it; 404 unless it is the caller's."""
     _check_job_id(job_id)
     record = services.jobs.get(job_id)
@@ -270,8 +203,25 @@ def _job(job_id: str, services: ServicesDep, principal: Principal) -> tuple[JobP
 
 
 @router.get("/{job_id}", responses={404: {"description": "No such job."}})
-def get_job(job_id: str, services: ServicesDep, principal: CurrentPrincipal) -> JobPublic:
-    return _job(job_id, services, principal)[0]
+async def get_job(
+    job_id: str,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    wait: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            description="Long-poll: answer once the status changes, or after this many "
+            "seconds (at most YOLOQ_MAX_WAIT_S), whichever is first.",
+        ),
+    ] = None,
+) -> JobPublic:
+    job, in_redis = await run_in_threadpool(find_job, job_id, services, principal)
+    if not wait or not in_redis or job.status.is_final:
+        return job
+    limit = min(wait, services.settings.max_wait_s)
+    await wait_for(services, job_id, lambda event: event.status != job.status, limit)
+    return (await run_in_threadpool(find_job, job_id, services, principal))[0]
 
 
 def _items(
@@ -320,7 +270,7 @@ def get_results(
     has been returned. ``format=coco`` returns the whole finished job as COCO detection
     JSON (``offset`` and ``limit`` do not apply).
     """
-    job, in_redis = _job(job_id, services, principal)
+    job, in_redis = find_job(job_id, services, principal)
     if format == "coco":
         if not job.status.is_final:
             raise _not_finished(job)
@@ -346,7 +296,7 @@ def get_results(
 def cancel_job(job_id: str, services: ServicesDep, principal: CurrentPrincipal) -> JobPublic:
     """Cancel a job: chunks still queued are skipped by the workers and no more results are
     written; what was done stays readable."""
-    job, in_redis = _job(job_id, services, principal)
+    job, in_redis = find_job(job_id, services, principal)
     record = services.jobs.get(job_id) if in_redis else None
     ended = HTTPException(status.HTTP_409_CONFLICT, f"job {job_id} has already ended")
     if record is None or job.status.is_final:
@@ -374,7 +324,7 @@ def cancel_job(job_id: str, services: ServicesDep, principal: CurrentPrincipal) 
 )
 def download_results(job_id: str, services: ServicesDep, principal: CurrentPrincipal) -> Response:
     """The job's results.jsonl from the results bucket, once the job has ended."""
-    job, _ = _job(job_id, services, principal)
+    job, _ = find_job(job_id, services, principal)
     if not job.status.is_final:
         raise _not_finished(job)
     if job.status == JobStatus.CANCELLED:

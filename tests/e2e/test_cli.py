@@ -81,3 +81,28 @@ def test_submit_with_nothing_to_send_says_so(api_url: str, tmp_path: Path) -> No
     result = _yoloq(api_url, "submit", str(tmp_path / "missing.jpg"))
     assert result.returncode != 0
     assert "does not exist" in result.stderr
+
+
+def test_detect_prints_the_item_of_one_image(
+    api_url: str, worker: str, object_store: ObjectStore, tmp_path: Path
+) -> None:
+    sample = Path(__file__).parents[1] / "fixtures" / "samples" / "sample_s7_00004.jpg"
+    from_file = _yoloq(api_url, "detect", str(sample), "--imgsz", "320", "--conf", "0.5")
+    assert from_file.returncode == 0, from_file.stderr
+    item = json.loads(from_file.stdout)
+    assert item["status"] == "ok" and item["task"] == "detect"
+    assert len(item["detections"]) >= 3
+    assert all(d["confidence"] >= 0.5 for d in item["detections"])
+    assert f"{len(item['detections'])} found" in from_file.stderr
+
+    key = f"cli/{uuid.uuid4().hex}/frame.jpg"
+    object_store.put(INPUT_BUCKET, key, sample.read_bytes())
+    from_s3 = _yoloq(api_url, "detect", f"s3://{INPUT_BUCKET}/{key}", "--imgsz", "320")
+    assert from_s3.returncode == 0 and json.loads(from_s3.stdout)["key"] == key
+
+    missing = _yoloq(api_url, "detect", str(tmp_path / "nope.jpg"))
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("hello")
+    refused = _yoloq(api_url, "detect", str(not_an_image))
+    assert refused.returncode != 0 and "422" in refused.stderr

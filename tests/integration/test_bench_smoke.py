@@ -72,3 +72,24 @@ def test_tasks_smoke_run_compares_every_task(tmp_path: Path) -> None:
     for task in tasks:
         assert rows[task]["pipeline_images_per_s"] > 0 and rows[task]["ratio"] > 0
         assert re.search(rf"^{task}\s+[0-9.]+", run.stdout, re.MULTILINE), run.stdout
+
+
+def test_detect_smoke_run_compares_the_endpoint_with_flask(tmp_path: Path) -> None:
+    """``bench/detect.py --smoke``: lone and concurrent requests to both servers."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "detect.py"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    [path] = tmp_path.glob("detect-*.json")
+    report = json.loads(path.read_text())
+    assert report["smoke"] is True
+    [rows] = report["runs"]
+    assert rows["in_process_p50_ms"] > 0
+    for clients in ("c8", "c32"):
+        assert rows[clients]["yoloq"] > 0 and rows[clients]["flask"] > 0
+    for row in ("overhead_detect_p50_ms", "c8/flask", "c32/flask"):
+        assert re.search(rf"^{re.escape(row)}\s+-?[0-9.]+", run.stdout, re.MULTILINE), run.stdout

@@ -1,6 +1,7 @@
 -- Cancel a job that has not ended: its remaining images leave the queue count, and
 -- chunks still queued are skipped by workers (complete_chunk.lua refuses them).
--- KEYS[1] job hash, KEYS[2] the model's count of queued images; ARGV[1] now (unix seconds)
+-- KEYS[1] job hash, KEYS[2] the model's count of queued images, KEYS[3] the job-events
+-- channel; ARGV[1] now (unix seconds)
 -- Returns the job's status after the call, or false if the job is gone.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
@@ -11,6 +12,7 @@ if status == 'queued' or status == 'running' then
   local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
   local done = tonumber(redis.call('HGET', KEYS[1], 'done'))
   redis.call('DECRBY', KEYS[2], total - done)
+  publish_event(KEYS[1], KEYS[3])
   return 'cancelled'
 end
 return status

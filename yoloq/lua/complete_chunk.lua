@@ -1,6 +1,6 @@
 -- Record one chunk's results exactly once.
 -- KEYS[1] job hash, KEYS[2] set of counted chunks, KEYS[3] items hash,
--- KEYS[4] the model's count of queued images
+-- KEYS[4] the model's count of queued images, KEYS[5] the job-events channel
 -- ARGV[1] chunk index, ARGV[2] items failed in the chunk, ARGV[3..] item index, item JSON, ...
 -- Returns {newly_counted (1|0), chunks_done, chunks_total}; {-1, 0, 0} if the job is gone,
 -- {-2, 0, 0} if it was cancelled (nothing more is recorded for it).
@@ -25,6 +25,7 @@ if added == 1 then
     redis.call('EXPIRE', KEYS[2], ttl)
     redis.call('EXPIRE', KEYS[3], ttl)
   end
+  publish_event(KEYS[1], KEYS[5])
 end
 local chunks_done = redis.call('SCARD', KEYS[2])
 local chunks_total = tonumber(redis.call('HGET', KEYS[1], 'chunks'))

@@ -1,6 +1,6 @@
 -- One delivery of a chunk begins: decide what to do with it, in one round trip.
 -- KEYS[1] job hash, KEYS[2] set of counted chunks, KEYS[3] the job's deliveries hash,
--- KEYS[4] the worker's in-flight hash
+-- KEYS[4] the worker's in-flight hash, KEYS[5] the job-events channel
 -- ARGV[1] chunk index, ARGV[2] now (unix seconds), ARGV[3] in-flight field, ARGV[4] the task
 -- Returns {verdict, deliveries}: 'gone' (job expired or never created), 'cancelled',
 -- 'counted' (recorded by an earlier delivery), or 'run' with the deliveries started so
@@ -23,5 +23,6 @@ end
 redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
 if status == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2])
+  publish_event(KEYS[1], KEYS[5])
 end
 return {'run', deliveries}

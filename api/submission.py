@@ -81,11 +81,18 @@ def enqueue(
     params: InferenceParams,
     priority: Priority,
     callback_url: str | None = None,
+    inline_image: bytes | None = None,
 ) -> JobAccepted:
-    """Record the job and send its chunks; 503 (and no job) if the queue refuses them."""
+    """Record the job and send its chunks; 503 (and no job) if the queue refuses them.
+    ``inline_image``: the bytes of a one-image job's image, held in Redis for its worker
+    instead of in S3."""
     settings = services.settings
     model = pin.id
     chunks = split_into_chunks(job_id, model, images, params, settings.chunk_size, priority)
+    if inline_image is not None:
+        assert len(images) == 1
+        chunks = [chunk.model_copy(update={"inline_image": True}) for chunk in chunks]
+        services.jobs.put_image(job_id, inline_image, settings.result_ttl_s)
     services.jobs.create(
         job_id,
         tenant=principal.tenant,

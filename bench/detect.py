@@ -161,6 +161,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=40, help="lone requests per row")
     parser.add_argument("--requests", type=int, default=256, help="per concurrent row")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="the worker's YOLOQ_WORKER_CONCURRENCY"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--smoke", action="store_true", help="a few requests, one run")
     args = parser.parse_args()
@@ -169,7 +172,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     print(
         f"{args.images} images 640x480, {cores} cores; weights {args.weights.name}, "
-        f"imgsz {args.imgsz}; {args.runs} run(s)",
+        f"imgsz {args.imgsz}; worker concurrency {args.concurrency}; {args.runs} run(s)",
         flush=True,
     )
     runs = []
@@ -179,6 +182,8 @@ def main() -> None:
         images = [path.read_bytes() for path in paths]
         with ProcessGroup(work / "logs") as group:
             stack = Stack(group, work, InferenceParams(imgsz=args.imgsz), args.imgsz)
+            # Enough chunks in hand for one-image jobs to fill the worker's batches.
+            stack.env["YOLOQ_WORKER_CONCURRENCY"] = str(args.concurrency)
             stack.start_worker(args.weights)
             wait_until(lambda: stack.heartbeat().warmed, 60, "the worker warm")
             flask_url = start_flask(group, args.weights, args.imgsz)
@@ -246,6 +251,7 @@ def main() -> None:
         "cores": cores,
         "smoke": args.smoke,
         "weights": str(args.weights),
+        "worker_concurrency": args.concurrency,
         "runs": runs,
         "summary": summary,
         "targets_met": met,

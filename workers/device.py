@@ -72,6 +72,10 @@ def pin_device(device: Device) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         # Ultralytics sets OMP_NUM_THREADS=1 when it is unset; the CPU worker wants all cores.
         os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+        # Idle OpenMP threads sleep instead of spinning: between batches the same cores
+        # download, decode and record images, and spinning took a third of the worker's
+        # CPU under request load (docs/performance.md, bench/detect.py).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def check_torch_sees(device: Device) -> None:

@@ -29,7 +29,6 @@ from yoloq.schemas import (
     ChunkTask,
     DeadLetter,
     ImageRef,
-    InferenceParams,
     ItemErrorCode,
     JobPublic,
     JobStatus,
@@ -82,11 +81,22 @@ class Staged:
     submitted_at: float = 0.0
 
 
+def fetch_inline(runtime: WorkerRuntime, job_id: str) -> bytes | ItemError:
+    """The image a ``POST /v1/detect`` sent through Redis."""
+    data = runtime.jobs.image(job_id)
+    if data is None:
+        return ItemError(
+            code=ItemErrorCode.NOT_FOUND,
+            message="the image sent with this request is no longer held (its job expired)",
+        )
+    return data
+
+
 def stage(
     runtime: WorkerRuntime,
     model: ServedModel,
     ref: ImageRef,
-    params: InferenceParams,
+    task: ChunkTask,
     queue_s: float,
 ) -> Staged:
     """Runs on an I/O thread, so downloads and decodes overlap inference. The image holds
@@ -94,7 +104,7 @@ def stage(
     when its batch has run; if it cannot be submitted, both are given back now."""
     submitted = False
     try:
-        staged = _fetch_and_decode(runtime, model, ref, params, queue_s)
+        staged = _fetch_and_decode(runtime, model, ref, task, queue_s)
         if staged.output is not None:
             submitted = True
             staged.output.add_done_callback(lambda _: runtime.staging_slots.release())
@@ -113,11 +123,15 @@ def _fetch_and_decode(
     runtime: WorkerRuntime,
     model: ServedModel,
     ref: ImageRef,
-    params: InferenceParams,
+    task: ChunkTask,
     queue_s: float,
 ) -> Staged:
+    params = task.params
     started = time.perf_counter()
-    data = fetch(runtime.store, ref, runtime.settings.max_image_bytes)
+    if task.inline_image:
+        data = fetch_inline(runtime, task.job_id)
+    else:
+        data = fetch(runtime.store, ref, runtime.settings.max_image_bytes)
     fetched = time.perf_counter()
     timings = ItemTimings(queue_s=queue_s, download_s=fetched - started)
     metrics.STAGE_SECONDS.labels(*model.labels, "download").observe(timings.download_s or 0.0)
@@ -215,7 +229,7 @@ def run_chunk(runtime: WorkerRuntime, task: ChunkTask, deadline: float) -> list[
         # Told an image is coming, the batcher waits for it to fill a batch; with none
         # coming it waits for nothing.
         runtime.batcher.announce(1)
-        staging.append(runtime.io_pool.submit(stage, runtime, model, ref, task.params, queue_s))
+        staging.append(runtime.io_pool.submit(stage, runtime, model, ref, task, queue_s))
     items = []
     for offset, (ref, future) in enumerate(zip(task.images, staging, strict=True)):
         index = task.start + offset
@@ -320,6 +334,8 @@ def record_chunk(runtime: WorkerRuntime, task: ChunkTask, items: list[ResultItem
     labels = _labels(runtime, task)
     metrics.STAGE_SECONDS.labels(*labels, "upload").observe(time.perf_counter() - uploading)
     outcome = _outcome(task, items, completion)
+    if task.inline_image:
+        runtime.jobs.forget_image(task.job_id)  # counted: no delivery will read it again
     if completion.newly_counted:
         runtime.stats.count_images(outcome.images)
         metrics.IMAGES.labels(*labels, "ok").inc(outcome.images - outcome.errors)

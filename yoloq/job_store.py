@@ -102,6 +102,14 @@ class JobStore:
         self._cancel_job = client.register_script(_lua_publishing("cancel_job"))
         self._start_chunk = client.register_script(_lua_publishing("start_chunk"))
         self._claim_inflight = client.register_script(_lua("claim_inflight"))
+        # Image bytes are not text: the same server through a client that keeps bytes.
+        pool = client.connection_pool
+        raw_kwargs = {**pool.connection_kwargs, "decode_responses": False}
+        self.raw: redis.Redis[bytes] = redis.Redis(
+            connection_pool=redis.ConnectionPool(
+                connection_class=pool.connection_class, **raw_kwargs
+            )
+        )
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> JobStore:
@@ -161,6 +169,16 @@ class JobStore:
         record = self.get(job_id)
         assert record is not None
         return record
+
+    def put_image(self, job_id: str, data: bytes, ttl_s: int) -> None:
+        """Hold a one-image job's bytes for its worker (``ChunkTask.inline_image``)."""
+        self.raw.set(self.keys.job_image(job_id), data, ex=ttl_s)
+
+    def image(self, job_id: str) -> bytes | None:
+        return self.raw.get(self.keys.job_image(job_id))
+
+    def forget_image(self, job_id: str) -> None:
+        self.redis.delete(self.keys.job_image(job_id))
 
     def get(self, job_id: str) -> JobRecord | None:
         fields = self.redis.hgetall(self.keys.job(job_id))
@@ -226,6 +244,7 @@ class JobStore:
             self.keys.job_chunks_done(job_id),
             self.keys.job_deliveries(job_id),
             self.keys.job_tasks(job_id),
+            self.keys.job_image(job_id),
         )
         self.redis.zrem(self.keys.active_jobs(), job_id)
 
@@ -280,6 +299,7 @@ class JobStore:
         )
         if not result:
             raise JobGone(f"job {job_id} is not in Redis (expired or never created)")
+        self.forget_image(job_id)  # its chunk is skipped: nobody will read it
         return JobStatus(result)
 
     def is_cancelled(self, job_id: str) -> bool:

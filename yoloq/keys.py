@@ -89,6 +89,11 @@ class RedisKeys:
         """Hash: chunk index -> its task, so a chunk the broker lost can be sent again."""
         return f"{self.prefix}:job:{job_id}:tasks"
 
+    def job_image(self, job_id: str) -> str:
+        """String (bytes): the one image of a ``POST /v1/detect`` job sent to the worker
+        through Redis instead of S3; deleted once its chunk is counted."""
+        return f"{self.prefix}:job:{job_id}:image"
+
     def job_events(self) -> str:
         """Pub/sub channel: every job's status and counts, published by the Lua scripts
         as they change them (see schemas.JobEvent)."""
@@ -178,3 +183,9 @@ def upload_prefix(tenant: str) -> str:
 
 def upload_key(tenant: str, upload_id: str, suffix: str) -> str:
     return f"{upload_prefix(tenant)}{upload_id}{suffix}"
+
+
+def inline_image_key(tenant: str, job_id: str, suffix: str) -> str:
+    """What the item of an image sent through Redis names: where it would have been
+    uploaded. No object is there (see ``RedisKeys.job_image``)."""
+    return f"{upload_prefix(tenant)}inline/{job_id}{suffix}"

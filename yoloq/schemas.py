@@ -343,6 +343,10 @@ class ChunkTask(BaseModel):
     images: list[ImageRef]
     params: InferenceParams
     priority: Priority = "normal"
+    inline_image: bool = Field(
+        default=False,
+        description="Its one image's bytes are in Redis (RedisKeys.job_image), not in S3.",
+    )
     queued_at: float = Field(
         description="Unix time the chunk was sent: the start of its queue wait."
     )

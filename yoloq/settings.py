@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Largest JSON request body (a 10,000-image job is about 1 MB); larger ones get 413."""
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    detect_inline_max_bytes: int = Field(default=1024 * 1024, ge=0)
+    """``POST /v1/detect`` images up to this size go to the worker inside Redis instead of
+    through S3 (one PUT and one GET fewer per request), and are deleted once recorded; 0
+    sends every image through the uploads bucket."""
     detect_timeout_s: float = Field(default=30.0, gt=0)
     """How long ``POST /v1/detect`` waits for its result when the request names no
     ``timeout``; past it, 202 with the job id."""

@@ -17,9 +17,10 @@ from starlette.datastructures import UploadFile
 from api.auth import CurrentPrincipal, Principal
 from api.deps import Services, ServicesDep
 from api.pinning import pin_model
-from api.routes.images import store_upload
+from api.routes.images import check_upload, store_upload, upload_suffix
 from api.submission import check_access, check_backpressure, enqueue
 from api.waiting import wait_for
+from yoloq import keys
 from yoloq.results import DetectResult, ResultItem
 from yoloq.schemas import (
     DetectImage,
@@ -171,12 +172,22 @@ def _queue(services: Services, principal: Principal, body: DetectBody) -> tuple[
     if isinstance(image, ImageRef):
         check_access([image], principal, services)
     check_backpressure(services, pin.id, 1)
-    ref = (
-        image
-        if isinstance(image, ImageRef)
-        else store_upload(services, principal, image, body.filename, body.content_type)
+    inline = None
+    if isinstance(image, ImageRef):
+        ref = image
+    elif len(image) <= services.settings.detect_inline_max_bytes:
+        check_upload(services, image)
+        suffix = upload_suffix(body.filename, body.content_type)
+        ref = ImageRef(
+            bucket=services.settings.uploads_bucket,
+            key=keys.inline_image_key(principal.tenant, job_id, suffix),
+        )
+        inline = image
+    else:
+        ref = store_upload(services, principal, image, body.filename, body.content_type)
+    accepted = enqueue(
+        services, principal, job_id, pin, [ref], options.params(), PRIORITY, inline_image=inline
     )
-    accepted = enqueue(services, principal, job_id, pin, [ref], options.params(), PRIORITY)
     pending = JSONResponse(
         accepted.model_dump(mode="json"),
         status_code=status.HTTP_202_ACCEPTED,
@@ -240,8 +251,10 @@ async def detect(
 
     The image becomes a one-image job at high priority, batched with everything else its
     model's workers run, recorded exactly once and readable afterwards as
-    ``/v1/jobs/{job_id}``. Uploaded bytes are stored under your prefix of the uploads
-    bucket first, so a worker that dies mid-image costs a redelivery, not the image.
+    ``/v1/jobs/{job_id}``. Bytes up to YOLOQ_DETECT_INLINE_MAX_BYTES travel to the worker
+    in Redis (the item's key names no object then); larger ones are stored under your
+    prefix of the uploads bucket. Either way a worker that dies mid-image costs a
+    redelivery, not the image.
     """
     body = await _read_body(request, options)
     job_id, pending = await run_in_threadpool(_queue, services, principal, body)

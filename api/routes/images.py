@@ -19,11 +19,22 @@ router = APIRouter(prefix="/v1/images", tags=["images"])
 _SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,8}$")
 
 
-def _suffix(filename: str | None, content_type: str | None) -> str:
+def upload_suffix(filename: str | None, content_type: str | None) -> str:
     suffix = PurePosixPath(filename or "").suffix.lower()
     if not _SAFE_SUFFIX.fullmatch(suffix):
         suffix = mimetypes.guess_extension(content_type or "") or ""
     return suffix if _SAFE_SUFFIX.fullmatch(suffix) else ""
+
+
+def check_upload(services: Services, data: bytes) -> None:
+    """413 over the upload limit, 422 if empty."""
+    limit = services.settings.max_upload_bytes
+    if len(data) > limit:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE, f"the file is larger than {limit} bytes"
+        )
+    if not data:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the file is empty")
 
 
 def store_upload(
@@ -35,15 +46,9 @@ def store_upload(
 ) -> ImageRef:
     """Put an image's bytes under the tenant's prefix of the uploads bucket: 413 over the
     upload limit, 422 if empty."""
-    limit = services.settings.max_upload_bytes
-    if len(data) > limit:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE, f"the file is larger than {limit} bytes"
-        )
-    if not data:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the file is empty")
+    check_upload(services, data)
     bucket = services.settings.uploads_bucket
-    key = keys.upload_key(principal.tenant, uuid.uuid4().hex, _suffix(filename, content_type))
+    key = keys.upload_key(principal.tenant, uuid.uuid4().hex, upload_suffix(filename, content_type))
     services.store.put(bucket, key, data, content_type or "application/octet-stream")
     return ImageRef(bucket=bucket, key=key)
 

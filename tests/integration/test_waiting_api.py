@@ -26,11 +26,15 @@ from yoloq.results import new_item
 from yoloq.schemas import JobStatus
 
 
+def _client(redis_url: str, s3_endpoint: str, **overrides: Any) -> TestClient:
+    settings = _settings(redis_url, s3_endpoint, events_heartbeat_s=0.5, chunk_size=4)
+    settings = settings.model_copy(update={"max_images_per_job": 8, **overrides})
+    return TestClient(create_app(settings), headers=_auth(API_KEY))
+
+
 @pytest.fixture
 def app_client(redis_url: str, s3_endpoint: str) -> Iterator[TestClient]:
-    settings = _settings(redis_url, s3_endpoint, events_heartbeat_s=0.5, chunk_size=4)
-    settings = settings.model_copy(update={"max_images_per_job": 8})
-    with TestClient(create_app(settings), headers=_auth(API_KEY)) as client:
+    with _client(redis_url, s3_endpoint) as client:
         yield client
 
 
@@ -129,9 +133,16 @@ def test_a_long_poll_answers_when_the_status_changes_or_its_wait_is_over(
     assert changed.json()["status"] in ("running", "succeeded") and waited < 5
 
 
+@pytest.mark.parametrize("through", ["redis", "s3"])
 def test_detect_waits_for_its_item_and_answers_with_it(
-    app_client: TestClient, object_store: ObjectStore
+    redis_url: str, s3_endpoint: str, object_store: ObjectStore, through: str
 ) -> None:
+    inline_max = 1024 * 1024 if through == "redis" else 0
+    with _client(redis_url, s3_endpoint, detect_inline_max_bytes=inline_max) as app_client:
+        _detect_and_answer(app_client, object_store, through)
+
+
+def _detect_and_answer(app_client: TestClient, object_store: ObjectStore, through: str) -> None:
     answers: list[Any] = []
 
     def call() -> None:
@@ -160,7 +171,12 @@ def test_detect_waits_for_its_item_and_answers_with_it(
     assert task.priority == "high"
     [ref] = task.images
     assert ref.bucket == UPLOADS_BUCKET and ref.key.startswith("uploads/tenant-a/")
-    assert object_store.get(ref.bucket, ref.key) == make.jpeg()
+    if through == "redis":
+        assert task.inline_image and jobs.image(job_id) == make.jpeg()
+        assert ref.key == f"uploads/tenant-a/inline/{job_id}.jpg"
+    else:
+        assert not task.inline_image and jobs.image(job_id) is None
+        assert object_store.get(ref.bucket, ref.key) == make.jpeg()
     time.sleep(0.3)
     _record(jobs, job_id, 0)  # counted but not yet finalised: enough to answer
     caller.join(10)

@@ -6,19 +6,23 @@ from __future__ import annotations
 import json
 import random
 import signal
+import threading
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 
-from tests.conftest import ADMIN_API_KEY, API_KEY, RESULTS_BUCKET, WorkerLauncher
+from tests.conftest import ADMIN_API_KEY, API_KEY, INPUT_BUCKET, RESULTS_BUCKET, WorkerLauncher
 from tests.fault_proxy import FaultProxy
 from tests.jobs import check_ledger, put_images, submit, wait_final
 from yoloq import keys
+from yoloq.client import Client
 from yoloq.job_store import JobStore
-from yoloq.local_services import Process, wait_until
+from yoloq.local_services import Process, ProcessGroup, free_port, port_open, wait_until, yoloq_argv
 from yoloq.object_store import ObjectStore
-from yoloq.schemas import ItemErrorCode, JobStatus
+from yoloq.results import DetectResult, detections_of
+from yoloq.schemas import ImageRef, ItemErrorCode, JobStatus
 
 # Short limits, so the broker's own redelivery (the backstop) also acts within a test.
 LIMITS = {
@@ -221,3 +225,42 @@ def test_a_chunk_the_broker_lost_is_sent_again(
     assert check_ledger(job_store, object_store, job_id, images) == {"ok": 6}
     assert _deliveries(job_store, job_id, 0) == 1  # sent again once, run once
     job_store.redis.close()
+
+
+def test_a_worker_killed_while_a_request_waits_still_answers(
+    launcher: WorkerLauncher,
+    job_store: JobStore,
+    object_store: ObjectStore,
+    stack_env: dict[str, str],
+    fault_proxy: FaultProxy,
+    tmp_path: Path,
+) -> None:
+    """The first worker takes the image and dies on it; the request waits on, and the
+    redelivery to a second worker answers it."""
+    model = {"YOLOQ_MODEL_NAME": "detect-kills"}
+    victim = launcher.start("a@detect-kills", **model, YOLOQ_S3_ENDPOINT_URL=fault_proxy.url)
+    data = (Path(__file__).parents[1] / "fixtures" / "samples" / "sample_s7_00002.jpg").read_bytes()
+    key = f"detect-kills/{uuid.uuid4().hex}/fault-slow.jpg"  # the proxy trickles it
+    object_store.put(INPUT_BUCKET, key, data)
+
+    with ProcessGroup(tmp_path / "api-logs") as group:
+        port = free_port()
+        api = group.start("api", yoloq_argv("api", "--port", str(port)), {**stack_env, **model})
+        group.wait_ready(api, lambda: port_open("127.0.0.1", port), timeout_s=60)
+        answers: list[DetectResult] = []
+        with Client(f"http://127.0.0.1:{port}", api_key=API_KEY) as client:
+            ref = ImageRef(bucket=INPUT_BUCKET, key=key)
+            waiting = threading.Thread(
+                target=lambda: answers.append(client.detect(ref, timeout_s=110))
+            )
+            waiting.start()
+            wait_until(lambda: bool(job_store.inflight("a@detect-kills")), 60, "the chunk taken")
+            victim.popen.send_signal(signal.SIGKILL)
+            victim.popen.wait(10)
+            launcher.start("b@detect-kills", **model)
+            waiting.join(120)
+    [answer] = answers
+    assert answer.item.status == "ok" and detections_of(answer.item)
+    assert job_store.get(answer.job_id).public.status == JobStatus.SUCCEEDED  # type: ignore[union-attr]
+    deliveries = job_store.redis.hgetall(job_store.keys.job_deliveries(answer.job_id))
+    assert deliveries == {"0": "2"}

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install demo test lint typecheck unit redis bench bench-tasks soak clean
+.PHONY: install demo test lint typecheck unit redis bench bench-tasks bench-detect soak clean
 
 # Torch first, from the pinned release, so no later install can pull a different build.
 $(VENV)/.installed: pyproject.toml
@@ -52,3 +52,7 @@ bench: install
 # Each task's pipeline throughput against in-process Ultralytics (bench/tasks.py).
 bench-tasks: install
 	$(PY) bench/tasks.py --images 128 --runs 3
+
+# POST /v1/detect against in-process inference and a Flask/gunicorn server (bench/detect.py).
+bench-detect: install
+	$(PY) bench/detect.py --runs 3

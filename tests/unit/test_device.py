@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -24,8 +25,11 @@ def test_refuses_unknown_devices(bad: str) -> None:
         parse_device(bad)
 
 
-def _run(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=environ
+    )
 
 
 def test_pinning_sets_cuda_visible_devices_before_torch() -> None:
@@ -48,6 +52,17 @@ def test_cpu_pinning_hides_every_gpu() -> None:
         "print(repr(os.environ['CUDA_VISIBLE_DEVICES']))\n"
     )
     assert result.stdout.strip() == "''"
+
+
+def test_cpu_workers_let_idle_openmp_threads_sleep_unless_told_otherwise() -> None:
+    script = (
+        "import os\n"
+        "from workers.device import parse_device, pin_device\n"
+        "pin_device(parse_device('cpu'))\n"
+        "print(os.environ['OMP_WAIT_POLICY'])\n"
+    )
+    assert _run(script).stdout.strip() == "PASSIVE"
+    assert _run(script, OMP_WAIT_POLICY="ACTIVE").stdout.strip() == "ACTIVE"
 
 
 def test_pinning_after_torch_is_refused() -> None:

@@ -164,7 +164,9 @@ def load_served(
         raise ModelDoesNotFit(
             f"model {source.id} does not fit on {device.requested}: {error}"
         ) from error
-    measured = measurement.stop()
+    # Resident memory can grow by less than the weights when the allocator reuses what an
+    # earlier model's warm-up freed; the loaded weights take at least their file's size.
+    measured = max(measurement.stop(), source.weights.stat().st_size)
     try:
         budget.admit(source.id, measured, device)
     except ModelDoesNotFit:

@@ -2,9 +2,10 @@
 
 Each model version is measured as it loads and warms up (the weights, the backend, the
 largest batch's activations): on a GPU torch's peak allocation, on a CPU the growth of
-the process's resident memory. A worker has a budget, ``YOLOQ_MODEL_MEMORY_MB`` or what
-the device has free when it starts; a version that would take the models past it is
-refused with a clear error instead of failing later, mid-batch, out of memory.
+the process's resident memory (at least the weights file's size). A worker has a
+budget, ``YOLOQ_MODEL_MEMORY_MB`` or what the device has free when it starts; a version
+that would take the models past it is refused with a clear error instead of failing
+later, mid-batch, out of memory.
 """
 
 from __future__ import annotations

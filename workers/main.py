@@ -59,6 +59,7 @@ def load_all(
     max_batch: int | None,
     imgsz: int | None,
     budget: MemoryBudget,
+    openvino_precision: str = "auto",
 ) -> dict[str, ServedModel]:
     """Load and warm every version, one after another, each before the worker takes work."""
     from workers.serving import load_served
@@ -66,7 +67,9 @@ def load_all(
     served = {}
     for source in sources:
         served[source.id] = on_a_passing_thread(
-            lambda source=source: load_served(source, device, max_batch, imgsz, budget)  # type: ignore[misc]
+            lambda source=source: load_served(  # type: ignore[misc]
+                source, device, max_batch, imgsz, budget, openvino_precision
+            )
         )
     return served
 
@@ -122,7 +125,14 @@ def run_worker(
         raise SystemExit(f"cannot serve {spec!r}: {error}") from error
     budget = MemoryBudget.for_device(device, settings.model_memory_mb)
     try:
-        served = load_all(sources, device, settings.max_batch, settings.warmup_imgsz, budget)
+        served = load_all(
+            sources,
+            device,
+            settings.max_batch,
+            settings.warmup_imgsz,
+            budget,
+            settings.openvino_precision,
+        )
     except ModelDoesNotFit as error:
         raise SystemExit(f"cannot serve {spec!r}: {error}") from error
     metrics.serve(settings.metrics_port, device.host_index)
@@ -166,7 +176,12 @@ def run_worker(
             app,
             lambda source: on_a_passing_thread(
                 lambda: load_served(
-                    source, device, settings.max_batch, settings.warmup_imgsz, budget
+                    source,
+                    device,
+                    settings.max_batch,
+                    settings.warmup_imgsz,
+                    budget,
+                    settings.openvino_precision,
                 )
             ),
             budget,

@@ -40,6 +40,12 @@ STAGE_SECONDS = Histogram(
 MODEL_WARM = Gauge(
     "yoloq_worker_model_warm", "1 while the model version is loaded and warm.", MODEL_LABELS
 )
+MODEL_BACKEND = Gauge(
+    "yoloq_worker_model_backend",
+    "1 for the format (pt, onnx, openvino, openvino-int8, ...) and precision (fp32, fp16, "
+    "bf16, int8) the model version runs in.",
+    [*MODEL_LABELS, "format", "precision"],
+)
 MAX_BATCH = Gauge(
     "yoloq_worker_max_batch_images", "Largest batch the batcher forms for it.", MODEL_LABELS
 )

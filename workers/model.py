@@ -19,10 +19,11 @@ import numpy as np
 
 from workers.device import Device, check_torch_sees
 from workers.images import Image
+from workers.openvino import compile_for_worker, decline_telemetry, export_metadata, is_openvino_dir
 from workers.postprocess import Head, Prediction, postprocess
 from yoloq.catalog import Task
+from yoloq.model_files import sha256_of
 from yoloq.object_store import ObjectStore
-from yoloq.registry import sha256_of
 from yoloq.schemas import InferenceParams
 
 log = logging.getLogger(__name__)
@@ -33,22 +34,26 @@ def configure_offline(config_dir: Path) -> None:
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_AUTOINSTALL"] = "false"
     os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
+    decline_telemetry()
 
 
 def resolve_weights(spec: str, store: ObjectStore, cache_dir: Path) -> Path:
-    """A local path as is; ``s3://bucket/key`` downloaded once into the cache.
+    """A local file or export directory as is; ``s3://bucket/key`` downloaded once into
+    the cache, and ``s3://bucket/prefix/`` (an export directory) likewise.
 
-    The cache entry is named by the object's ETag, so a new upload under the same key is
+    The cache entry is named by the objects' ETags, so a new upload under the same key is
     fetched again and an unchanged one never is.
     """
     if not spec.startswith("s3://"):
         path = Path(spec).expanduser()
-        if not path.is_file():
+        if not path.is_file() and not is_openvino_dir(path):
             raise FileNotFoundError(f"model weights {spec!r} not found")
         return path
     bucket, _, key = spec.removeprefix("s3://").partition("/")
     if not bucket or not key:
         raise ValueError(f"model URI must be s3://bucket/key, not {spec!r}")
+    if key.endswith("/"):
+        return _download_directory(store, bucket, key, cache_dir)
     etag = store.client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
     cached = cache_dir / "models" / bucket / f"{etag}-{Path(key).name}"
     if cached.is_file():
@@ -64,10 +69,48 @@ def resolve_weights(spec: str, store: ObjectStore, cache_dir: Path) -> Path:
     return cached
 
 
+def _download_directory(store: ObjectStore, bucket: str, prefix: str, cache_dir: Path) -> Path:
+    """An export directory under ``prefix``, cached under a name made of its objects'
+    keys and ETags and renamed into place whole."""
+    import hashlib
+    import shutil
+
+    pages = store.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    objects = sorted(
+        (item["Key"], item["ETag"].strip('"'))
+        for page in pages
+        for item in page.get("Contents", [])
+    )
+    if not objects:
+        raise FileNotFoundError(f"no model files under s3://{bucket}/{prefix}")
+    listing = hashlib.sha256(repr(objects).encode()).hexdigest()[:32]
+    name = Path(prefix.rstrip("/")).name
+    cached = cache_dir / "models" / bucket / f"{listing}-{name}"
+    if cached.is_dir():
+        return cached
+    partial = cached.with_name(f"{cached.name}.{uuid.uuid4().hex}.part")
+    log.info("downloading model s3://%s/%s (%d files)", bucket, prefix, len(objects))
+    try:
+        for key, _ in objects:
+            target = partial / key.removeprefix(prefix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            store.client.download_file(bucket, key, str(target))
+        try:
+            partial.rename(cached)
+        except OSError:
+            if not cached.is_dir():  # another worker's download got there first
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return cached
+
+
 def trained_imgsz(weights: Path, overrides: dict[str, Any]) -> int:
     """The size the model was trained (or exported) at: what it sees best, and what
     Ultralytics itself predicts at for .pt weights when no size is given."""
     size: Any = overrides.get("imgsz")
+    if size is None and is_openvino_dir(weights):
+        size = export_metadata(weights).get("imgsz")
     if size is None and weights.suffix == ".onnx":
         import onnxruntime
 
@@ -126,7 +169,7 @@ class Detector:
     that owns the model does nothing else.
     """
 
-    def __init__(self, weights: Path, device: Device) -> None:
+    def __init__(self, weights: Path, device: Device, openvino_precision: str = "auto") -> None:
         import torch
         from ultralytics.models import YOLO
 
@@ -135,7 +178,10 @@ class Detector:
         self.sha256 = sha256_of(weights)
         self.torch_device = torch.device(device.torch_device)
         check_torch_sees(device)
-        self.model = YOLO(str(weights))
+        # An export directory in the cache is named by its digest, which tells Ultralytics
+        # nothing of its task: its metadata does.
+        task = export_metadata(weights).get("task") if is_openvino_dir(weights) else None
+        self.model = YOLO(str(weights), task=task)
         self.task = Task(str(self.model.task))
         self.names: dict[int, str] = dict(self.model.names)
         self.default_imgsz = trained_imgsz(weights, self.model.overrides)
@@ -154,6 +200,8 @@ class Detector:
         self.rect: bool = self.backend.format == "pt" or (dynamic and self.backend.format != "imx")
         self.fixed_imgsz: Any = None if dynamic else getattr(self.backend, "imgsz", None)
         self.format: str = self.backend.format
+        if self.format == "openvino":
+            self.precision = compile_for_worker(self.backend, weights, openvino_precision)
         self.head: Head = Head(
             task=self.task,
             names=self.names,

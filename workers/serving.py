@@ -17,7 +17,9 @@ from workers import metrics
 from workers.device import Device
 from workers.memory import MIB, Measurement, MemoryBudget, ModelDoesNotFit
 from workers.model import Detector, WarmUp, resolve_weights
+from workers.weights_info import weights_format
 from yoloq.catalog import ModelReference, ModelVersion
+from yoloq.model_files import size_of
 from yoloq.object_store import ObjectStore
 from yoloq.registry import ModelRegistry
 from yoloq.results import ResultItem, new_item
@@ -69,7 +71,7 @@ def resolve_sources(
         if is_weights_file(spec):
             name = settings.queue_model_name
             weights = resolve_weights(spec, store, settings.cache_dir)
-            sources[name] = ModelSource(name, name, None, weights, weights.suffix.lstrip("."))
+            sources[name] = ModelSource(name, name, None, weights, weights_format(weights))
             continue
         reference = ModelReference.parse(spec)
         for version in registry.card(reference.name).serving(reference):
@@ -121,6 +123,7 @@ class ServedModel:
             sha256=self.detector.sha256,
             task=self.detector.task,
             format=self.source.format,
+            precision=self.detector.precision,
             max_batch=self.max_batch,
             memory_bytes=self.memory_bytes,
             warmed=self.detector.warmed,
@@ -139,6 +142,8 @@ class ServedModel:
             model=self.source.name,
             version=self.source.version,
             sha256=self.detector.sha256,
+            format=self.source.format,
+            precision=self.detector.precision,
             **fields,
         )
 
@@ -149,6 +154,7 @@ def load_served(
     max_batch: int | None,
     imgsz: int | None,
     budget: MemoryBudget,
+    openvino_precision: str = "auto",
 ) -> ServedModel:
     """Load and warm one version, measuring its memory; ModelDoesNotFit if it takes the
     worker past its budget. Call it on a passing thread (``workers.main``)."""
@@ -156,7 +162,7 @@ def load_served(
 
     measurement = Measurement(device).start()
     try:
-        detector = Detector(source.weights, device)
+        detector = Detector(source.weights, device, openvino_precision)
         warm = detector.warm_up(max_batch=max_batch, imgsz=imgsz)
     except RuntimeError as error:
         if "out of memory" not in str(error).lower():
@@ -166,7 +172,7 @@ def load_served(
         ) from error
     # Resident memory can grow by less than the weights when the allocator reuses what an
     # earlier model's warm-up freed; the loaded weights take at least their file's size.
-    measured = max(measurement.stop(), source.weights.stat().st_size)
+    measured = max(measurement.stop(), size_of(source.weights))
     try:
         budget.admit(source.id, measured, device)
     except ModelDoesNotFit:
@@ -174,10 +180,11 @@ def load_served(
         gc.collect()
         raise
     log.info(
-        "model %s (%s, %s, sha256 %s) loaded on %s: %.0f MiB",
+        "model %s (%s, %s %s, sha256 %s) loaded on %s: %.0f MiB",
         source.id,
         detector.task,
         source.format,
+        detector.precision,
         detector.sha256[:12],
         device.requested,
         measured / MIB,
@@ -193,6 +200,7 @@ def load_served(
     )
     served = ServedModel(source, detector, warm, measured)
     metrics.MODEL_WARM.labels(*served.labels).set(1)
+    metrics.MODEL_BACKEND.labels(*served.labels, source.format, detector.precision).set(1)
     metrics.MAX_BATCH.labels(*served.labels).set(warm.max_batch)
     metrics.MODEL_MEMORY.labels(*served.labels).set(measured)
     return served
@@ -205,6 +213,7 @@ def unload(model: ServedModel, device: Device, budget: MemoryBudget) -> None:
     budget.release(model.id)
     for gauge in (metrics.MODEL_WARM, metrics.MAX_BATCH, metrics.MODEL_MEMORY):
         gauge.remove(*model.labels)
+    metrics.MODEL_BACKEND.remove(*model.labels, model.source.format, model.detector.precision)
     del model
     gc.collect()
     if device.is_cuda:

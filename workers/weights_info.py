@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from workers.openvino import export_metadata, is_openvino_dir, is_quantized
 from yoloq.catalog import Task, WeightsInfo
 
 
@@ -18,12 +19,15 @@ def read_weights_info(path: Path) -> WeightsInfo:
 
     from workers.model import trained_imgsz
 
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    model = YOLO(str(path))
-    fmt = {".pt": "pt", ".onnx": "onnx", ".torchscript": "torchscript"}.get(path.suffix)
-    if fmt is None:
-        raise ValueError(f"{path.name}: give .pt, .onnx or .torchscript weights")
+    fmt = weights_format(path)
+    if fmt not in ("pt", "onnx", "torchscript", "openvino", "openvino-int8"):
+        raise ValueError(
+            f"{path.name}: give .pt, .onnx or .torchscript weights or an OpenVINO export directory"
+        )
+    task = export_metadata(path).get("task") if fmt.startswith("openvino") else None
+    model = YOLO(str(path), task=task)
     names: dict[int, str] = {}
     kpt_shape: Any = None
     kpt_names: Any = None
@@ -41,10 +45,12 @@ def read_weights_info(path: Path) -> WeightsInfo:
         kpt_shape = metadata.get("kpt_shape")
         kpt_names = metadata.get("kpt_names")
         version = metadata.get("version")
-        if not metadata.get("dynamic") and metadata.get("imgsz"):
+        dynamic = metadata.get("dynamic") or (metadata.get("args") or {}).get("dynamic")
+        if not dynamic and metadata.get("imgsz"):
             input_shape = [int(v) for v in metadata["imgsz"]]
     return WeightsInfo(
         format=fmt,
+        precision="int8" if fmt == "openvino-int8" else None,
         task=Task(str(model.task)),
         class_names=names,
         imgsz=trained_imgsz(path, model.overrides),
@@ -55,12 +61,23 @@ def read_weights_info(path: Path) -> WeightsInfo:
     )
 
 
+def weights_format(path: Path) -> str:
+    """The format a weights file or export directory is in: its suffix (pt, onnx,
+    engine, ...), or openvino / openvino-int8 (an INT8 OpenVINO export)."""
+    if is_openvino_dir(path):
+        return "openvino-int8" if is_quantized(path) else "openvino"
+    return path.suffix.lstrip(".")
+
+
 def _export_metadata(path: Path) -> dict[str, Any]:
-    """The metadata Ultralytics writes into an export (ONNX custom metadata, or the
-    TorchScript's extra file), parsed as Ultralytics' own backends parse it."""
+    """The metadata Ultralytics writes into an export (ONNX custom metadata, the
+    TorchScript's extra file, OpenVINO's metadata.yaml), parsed as Ultralytics' own
+    backends parse it."""
     import ast
     import json
 
+    if path.is_dir():
+        return export_metadata(path)
     raw: dict[str, str] = {}
     if path.suffix == ".onnx":
         import onnxruntime

@@ -80,15 +80,42 @@ def served_id(name: str, version: int) -> str:
     return f"{name}:{version}"
 
 
+class ExportAccuracy(BaseModel):
+    """An export measured against the .pt it came from, on one labelled set."""
+
+    data: str = Field(description="The labelled set (an Ultralytics dataset YAML).")
+    imgsz: int
+    images: int
+    pt_map50: float
+    pt_map50_95: float
+    export_map50: float
+    export_map50_95: float
+    max_loss: float = Field(description="Most mAP@0.5 points the export may lose.")
+    accepted_loss: bool = Field(
+        default=False, description="It lost more than max_loss and was kept anyway."
+    )
+
+    @property
+    def loss_points(self) -> float:
+        """mAP@0.5 points lost (negative when the export scores higher)."""
+        return 100 * (self.pt_map50 - self.export_map50)
+
+
 class ModelFile(BaseModel):
     """One file of a version: its weights in one format."""
 
-    format: str = Field(description="pt, onnx, torchscript, engine, openvino, ...")
+    format: str = Field(description="pt, onnx, torchscript, engine, openvino, openvino-int8, ...")
     key: str = Field(description="Object key in the models bucket.")
     sha256: str
     bytes: int
     imgsz: list[int] | None = Field(
         default=None, description="Fixed input (height, width) of an export; null: any."
+    )
+    precision: str | None = Field(
+        default=None, description="int8 for a quantized export; null: as trained (fp32)."
+    )
+    accuracy: ExportAccuracy | None = Field(
+        default=None, description="mAP of the export and of the .pt, when it was measured."
     )
 
 
@@ -100,6 +127,8 @@ class WeightsInfo(BaseModel):
     class_names: dict[int, str]
     imgsz: int
     input_shape: list[int] | None = None
+    precision: str | None = None
+    """int8 for a quantized export."""
     ultralytics: str | None = None
     keypoint_names: dict[int, list[str]] | None = None
     keypoint_shape: list[int] | None = None

@@ -12,6 +12,7 @@ import httpx
 from yoloq.client import ApiError
 from yoloq.commands import add_commands
 from yoloq.demo import SAMPLES
+from yoloq.export_args import add_export_arguments
 from yoloq.model_commands import add_model_commands
 
 
@@ -46,12 +47,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from workers.export import export_weights
+    from workers.export import export_from_arguments
     from yoloq.settings import Settings
 
-    path = export_weights(
-        args.weights, args.format, args.out, args.imgsz, Settings().cache_dir, args.device
-    )
+    path, _ = export_from_arguments(args, args.weights, args.out, Settings())
     print(path)
     return 0
 
@@ -113,13 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(run=_api)
 
     export = commands.add_parser(
-        "export", help="write .pt weights as ONNX, TorchScript or a TensorRT engine"
+        "export",
+        help="write .pt weights as ONNX, TorchScript, a TensorRT engine or OpenVINO (FP32, INT8)",
     )
     export.add_argument("weights", type=Path, help="the .pt file")
-    export.add_argument("--format", choices=["onnx", "torchscript", "engine"], default="onnx")
     export.add_argument("--out", type=Path, help="where to write it (default: beside the .pt)")
-    export.add_argument("--imgsz", type=int, help="input size (default: the training size)")
-    export.add_argument("--device", default="cpu", help="cpu, or cuda:N for an engine")
+    add_export_arguments(export)
     export.set_defaults(run=_export)
 
     add_commands(commands)

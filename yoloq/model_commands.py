@@ -18,6 +18,7 @@ from pathlib import Path
 from yoloq.catalog import Alias, CatalogError, ModelReference, ModelStatus
 from yoloq.client import Client
 from yoloq.commands import add_api_option, table
+from yoloq.export_args import add_export_arguments
 from yoloq.registry import ModelRegistry
 
 
@@ -58,14 +59,13 @@ def push(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    """Export a version's .pt to another format and add the file to that version."""
-    from workers.export import export_weights
-    from workers.model import configure_offline
+    """Export a version's .pt to another format and add it to that version, with its
+    accuracy when a labelled set is given."""
+    from workers.export import export_from_arguments
     from workers.weights_info import read_weights_info
     from yoloq.settings import Settings
 
     settings = Settings()
-    configure_offline(settings.cache_dir / "ultralytics")
     registry = _registry()
     try:
         reference = ModelReference.parse(args.version)
@@ -73,12 +73,15 @@ def export(args: argparse.Namespace) -> int:
             raise CatalogError(f"name the version to export: {reference.name}:N")
         version = registry.version(reference.name, reference.version)
         weights = registry.download(version, "pt", settings.cache_dir)
-        out = settings.cache_dir / "exports" / f"{version.sha256}.{args.format}"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        path = export_weights(
-            weights, args.format, out, args.imgsz, settings.cache_dir, args.device
+        name = f"{version.sha256}{'_int8' if args.int8 else ''}"
+        exports = settings.cache_dir / "exports"
+        out = exports / (
+            f"{name}_openvino_model" if args.format == "openvino" else f"{name}.{args.format}"
         )
-        version = registry.add_file(version.name, version.version, path, read_weights_info(path))
+        path, accuracy = export_from_arguments(args, weights, out, settings)
+        version = registry.add_file(
+            version.name, version.version, path, read_weights_info(path), accuracy
+        )
     except (CatalogError, ValueError) as error:
         raise SystemExit(f"yoloq models export: {error}") from error
     print(f"{version.id} now has: {', '.join(f.format for f in version.files)}", file=sys.stderr)
@@ -158,12 +161,10 @@ def add_model_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     pushing.set_defaults(run=push)
 
     exporting = sub.add_parser(
-        "export", help="add an ONNX / TorchScript / engine file to a version"
+        "export", help="add an ONNX / TorchScript / engine / OpenVINO export to a version"
     )
     exporting.add_argument("version", help="name:N")
-    exporting.add_argument("--format", choices=["onnx", "torchscript", "engine"], default="onnx")
-    exporting.add_argument("--imgsz", type=int, help="input size (default: the training size)")
-    exporting.add_argument("--device", default="cpu", help="cpu, or cuda:N for an engine")
+    add_export_arguments(exporting)
     exporting.set_defaults(run=export)
 
     aliasing = sub.add_parser("alias", help="point an alias at a version, or split it: 7:90,8:10")

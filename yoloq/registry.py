@@ -5,6 +5,8 @@ Layout (``yoloq.keys``), in the models bucket::
     parts-seg/aliases.json          every alias: {"production": {"shares": [...]}}
     parts-seg/7/claim               who took number 7 (written first, conditionally)
     parts-seg/7/weights.pt          the weights, as pushed
+    parts-seg/7/weights.onnx.onnx   an export of them (``add_file``); an export that is
+                                    a directory (OpenVINO) is one tar: weights.openvino.tar
     parts-seg/7/model.json          the version's metadata: it exists once this does
     parts-seg/sha256/<digest>       the version holding these bytes
 
@@ -16,9 +18,9 @@ push of the same bytes return the first version.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import tempfile
 import threading
 import time
 import uuid
@@ -29,6 +31,7 @@ from yoloq import keys
 from yoloq.catalog import (
     Alias,
     CatalogError,
+    ExportAccuracy,
     ModelAliases,
     ModelCard,
     ModelFile,
@@ -36,17 +39,10 @@ from yoloq.catalog import (
     ModelVersion,
     WeightsInfo,
 )
+from yoloq.model_files import pack, sha256_of, size_of, unpack
 from yoloq.object_store import ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ModelRegistry:
@@ -146,7 +142,7 @@ class ModelRegistry:
             class_names=info.class_names,
             imgsz=info.imgsz,
             sha256=digest,
-            bytes=path.stat().st_size,
+            bytes=size_of(path),
             ultralytics=info.ultralytics,
             created_at=datetime.now(tz=UTC),
             files=[ModelFile(format="pt", key=key, sha256=digest, bytes=path.stat().st_size)],
@@ -157,18 +153,35 @@ class ModelRegistry:
         log.info("pushed %s as %s", path, version.id)
         return version, True
 
-    def add_file(self, name: str, number: int, path: Path, info: WeightsInfo) -> ModelVersion:
-        """An export of a version (ONNX, TorchScript, ...): another file of that version,
-        so a worker may serve it and its results name the version it came from."""
+    def add_file(
+        self,
+        name: str,
+        number: int,
+        path: Path,
+        info: WeightsInfo,
+        accuracy: ExportAccuracy | None = None,
+    ) -> ModelVersion:
+        """An export of a version (ONNX, TorchScript, an OpenVINO directory, ...): another
+        file of that version, so a worker may serve it and its results name the version
+        it came from."""
         version = self.version(name, number)
-        key = keys.model_file_key(name, number, f"weights.{info.format}{path.suffix}")
-        self.store.upload_file(str(path), self.bucket, key)
+        if path.is_dir():
+            key = keys.model_file_key(name, number, f"weights.{info.format}.tar")
+            with tempfile.TemporaryDirectory() as scratch:
+                archive = Path(scratch) / "weights.tar"
+                pack(path, archive)
+                self.store.upload_file(str(archive), self.bucket, key)
+        else:
+            key = keys.model_file_key(name, number, f"weights.{info.format}{path.suffix}")
+            self.store.upload_file(str(path), self.bucket, key)
         file = ModelFile(
             format=info.format,
             key=key,
             sha256=sha256_of(path),
-            bytes=path.stat().st_size,
+            bytes=size_of(path),
             imgsz=info.input_shape,
+            precision=info.precision,
+            accuracy=accuracy,
         )
         files = [f for f in version.files if f.format != info.format] + [file]
         version = version.model_copy(update={"files": files})
@@ -264,20 +277,30 @@ class ModelRegistry:
 
     def download(self, version: ModelVersion, format: str, cache_dir: Path) -> Path:
         """The version's file in ``format``, downloaded once into the cache, named by its
-        SHA-256 so a file is never fetched twice nor a stale one used."""
+        SHA-256 so a file is never fetched twice nor a stale one used. A directory export
+        (stored as a tar) is unpacked to ``<sha256>_openvino_model/``."""
         file = version.file(format)
-        suffix = Path(file.key).suffix
+        is_directory = file.key.endswith(".tar")
+        suffix = (
+            f"_{file.format.replace('-', '_')}_model" if is_directory else Path(file.key).suffix
+        )
         cached = cache_dir / "models" / "sha256" / f"{file.sha256}{suffix}"
-        if cached.is_file():
+        if cached.exists():
             return cached
         cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_suffix(cached.suffix + f".{uuid.uuid4().hex}.part")
+        partial = cached.with_name(cached.name + f".{uuid.uuid4().hex}.download")
         self.store.client.download_file(self.bucket, file.key, str(partial))
-        if sha256_of(partial) != file.sha256:
-            partial.unlink()
+        try:
+            if is_directory:
+                return unpack(partial, cached, file.sha256)
+            if sha256_of(partial) != file.sha256:
+                raise ValueError("digest differs")
+            partial.replace(cached)
+            return cached
+        except ValueError as error:
             raise CatalogError(
                 f"s3://{self.bucket}/{file.key} does not match the SHA-256 its version "
                 f"{version.id} records: the object was changed after it was pushed"
-            )
-        partial.replace(cached)
-        return cached
+            ) from error
+        finally:
+            partial.unlink(missing_ok=True)

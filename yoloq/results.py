@@ -117,6 +117,12 @@ class ItemBase(BaseModel):
     model: str | None = Field(default=None, description="The model that ran it.")
     version: int | None = Field(default=None, description="Its version (null: a weights file).")
     sha256: str | None = Field(default=None, description="SHA-256 of the weights that ran it.")
+    format: str | None = Field(
+        default=None, description="Their format: pt, onnx, openvino, openvino-int8, ..."
+    )
+    precision: str | None = Field(
+        default=None, description="What they ran in: fp32, fp16, bf16 or int8."
+    )
     width: int | None = None
     height: int | None = None
     error: ItemError | None = None
@@ -206,6 +212,8 @@ class ResultsPage(BaseModel):
                             "model": "parts",
                             "version": 7,
                             "sha256": "9f2c...e1",
+                            "format": "openvino-int8",
+                            "precision": "int8",
                             "width": 1280,
                             "height": 720,
                             "detections": [

@@ -383,7 +383,12 @@ class ServedModelInfo(BaseModel):
     version: int | None = None
     sha256: str
     task: Task
-    format: str = Field(default="pt", description="The weights' format: pt, onnx, ...")
+    format: str = Field(
+        default="pt", description="The weights' format: pt, onnx, openvino, openvino-int8, ..."
+    )
+    precision: str = Field(
+        default="fp32", description="What it runs in: fp32, fp16 (GPU), bf16 or int8 (OpenVINO)."
+    )
     max_batch: int
     memory_bytes: int = Field(default=0, description="Device memory it took at warm-up.")
     warmed: bool = True

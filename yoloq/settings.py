@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -83,7 +83,11 @@ class Settings(BaseSettings):
     has free when it starts. A model past it is refused with a clear error."""
     model_format: str = "pt"
     """Which file of a registry version a worker runs: pt, or an export's format (onnx,
-    torchscript, ...) added with ``yoloq export --push``."""
+    torchscript, openvino, openvino-int8, ...) added with ``yoloq models export``."""
+    openvino_precision: Literal["auto", "fp32"] = "auto"
+    """What an OpenVINO model's float layers run in on the CPU: auto (OpenVINO's choice:
+    bf16 on CPUs with AVX-512 BF16 or AMX, else fp32) or fp32 (the .pt's own results to
+    float rounding). See ``workers.openvino``."""
     model_name: str | None = None
     """Name of a weights file's queue; defaults to the file's stem."""
     cache_dir: Path = Field(default_factory=_default_cache_dir)

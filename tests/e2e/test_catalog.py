@@ -40,8 +40,9 @@ from yoloq.catalog import Alias, ModelStatus
 from yoloq.client import ApiError, Client
 from yoloq.job_store import JobStore
 from yoloq.local_services import ProcessGroup, wait_until, yoloq_argv
+from yoloq.model_files import sha256_of
 from yoloq.object_store import ObjectStore
-from yoloq.registry import ModelRegistry, sha256_of
+from yoloq.registry import ModelRegistry
 from yoloq.results import (
     ClassifyItem,
     Mask,

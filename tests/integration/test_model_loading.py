@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tests.conftest import RESULTS_BUCKET
 from workers.model import resolve_weights
+from yoloq.model_files import sha256_of
 from yoloq.object_store import ObjectStore
-from yoloq.registry import sha256_of
 
 
 def test_s3_model_is_downloaded_once_and_refetched_when_replaced(

@@ -10,8 +10,9 @@ import pytest
 
 from workers.weights_info import read_weights_info
 from yoloq.catalog import Alias, CatalogError, ModelReference, Task, WeightsInfo
+from yoloq.model_files import sha256_of
 from yoloq.object_store import ObjectStore
-from yoloq.registry import ModelRegistry, sha256_of
+from yoloq.registry import ModelRegistry
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ from yoloq.archive import ResultArchive
 from yoloq.chunking import split_into_chunks
 from yoloq.job_store import JobStore
 from yoloq.local_services import ProcessGroup, wait_until
+from yoloq.model_files import sha256_of
 from yoloq.object_store import ObjectStore
 from yoloq.queue import ChunkQueue, make_celery
-from yoloq.registry import sha256_of
 from yoloq.schemas import InferenceParams, JobStatus
 from yoloq.settings import Settings
 

@@ -11,6 +11,8 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -127,6 +129,18 @@ def model_path() -> Path:
     path = Path(os.environ.get("YOLOQ_TEST_MODEL") or FIXTURES / "shapes_yolov8n.pt")
     assert path.is_file(), f"the model {path} is missing"
     return path
+
+
+@pytest.fixture(scope="session")
+def shapes_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A labelled shapes set drawn as the fixture models' held-out set was (val seed 1,
+    never trained on): ``images/val`` to score exports on, and 48 other images in
+    ``images/train`` (seed 3) to calibrate INT8 on. Returns its dataset YAML."""
+    out = tmp_path_factory.mktemp("shapes-dataset")
+    script = ROOT / "scripts" / "make_shapes_dataset.py"
+    arguments = ["--seed", "3", "--count", "48", "--val-seed", "1", "--val-count", "40"]
+    subprocess.run([sys.executable, str(script), "--out", str(out), *arguments], check=True)
+    return out / "shapes.yaml"
 
 
 @pytest.fixture(scope="session")

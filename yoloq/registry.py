@@ -281,9 +281,8 @@ class ModelRegistry:
         (stored as a tar) is unpacked to ``<sha256>_openvino_model/``."""
         file = version.file(format)
         is_directory = file.key.endswith(".tar")
-        suffix = (
-            f"_{file.format.replace('-', '_')}_model" if is_directory else Path(file.key).suffix
-        )
+        # Ultralytics knows an export directory's format by its name: *_openvino_model.
+        suffix = f"_{file.format.split('-')[0]}_model" if is_directory else Path(file.key).suffix
         cached = cache_dir / "models" / "sha256" / f"{file.sha256}{suffix}"
         if cached.exists():
             return cached

@@ -559,3 +559,61 @@ def test_an_export_is_a_file_of_its_version_and_a_worker_can_serve_it(
     # The record says which file ran: the export's, of version 1.
     assert {(i.model, i.version, i.sha256) for i in items} == {("exported", 1, onnx.sha256)}
     assert sum(len(detections_of(i)) for i in items) >= 4
+
+
+def test_an_int8_openvino_export_calibrated_on_s3_images_serves_its_version(
+    client: Client,
+    object_store: ObjectStore,
+    stack_env: dict[str, str],
+    job_store: JobStore,
+    model_path: Path,
+    shapes_dataset: Path,
+    tmp_path: Path,
+) -> None:
+    import os
+
+    prefix = f"calibration-{uuid.uuid4().hex[:8]}/"
+    for image in sorted((shapes_dataset.parent / "images" / "train").glob("*.jpg")):
+        object_store.put(INPUT_BUCKET, prefix + image.name, image.read_bytes())
+    env = {**os.environ, **stack_env}
+    done = _cli(env, "models", "push", str(model_path), "--name", "fast")
+    assert done.returncode == 0 and done.stdout.strip() == "fast:1", done.stderr
+    calibration = f"s3://{INPUT_BUCKET}/{prefix}"
+    done = _cli(
+        env,
+        *("models", "export", "fast:1", "--format", "openvino", "--int8"),
+        *("--calibration", calibration, "--calibration-images", "24"),
+        *("--data", str(shapes_dataset)),
+    )
+    assert done.returncode == 0 and "fast:1 now has: pt, openvino-int8" in done.stderr, done.stderr
+    assert "accuracy: mAP@0.5" in done.stderr
+    file = client.model("fast").versions[0].file("openvino-int8")
+    assert file.key.endswith("weights.openvino-int8.tar") and file.precision == "int8"
+    assert file.accuracy is not None and file.accuracy.loss_points <= file.accuracy.max_loss
+
+    worker_env = {
+        **stack_env,
+        "YOLOQ_MODEL": "fast:1",
+        "YOLOQ_MODEL_FORMAT": "openvino-int8",
+        "YOLOQ_MAX_BATCH": "2",
+        "YOLOQ_METRICS_PORT": "0",
+    }
+    with ProcessGroup(tmp_path / "logs") as group:
+        argv = yoloq_argv("worker", "--device", "cpu", "--name", "openvino-worker")
+        process = group.start("openvino-worker", argv, worker_env)
+
+        def serving_int8() -> bool:
+            return any(
+                (m.id, m.format, m.precision) == ("fast:1", "openvino-int8", "int8")
+                for w in job_store.live_workers(5)
+                if w.name == "openvino-worker" and w.warmed
+                for m in w.models
+            )
+
+        group.wait_ready(process, serving_int8, timeout_s=180)
+        items = _run(client, _images(object_store, 4), "fast:1")
+    # Each result names the export that ran it: its digest, format and precision.
+    assert {(i.model, i.version, i.sha256, i.format, i.precision) for i in items} == {
+        ("fast", 1, file.sha256, "openvino-int8", "int8")
+    }
+    assert sum(len(detections_of(i)) for i in items) >= 4

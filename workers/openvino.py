@@ -78,7 +78,7 @@ def compile_for_worker(auto_backend: Any, directory: Path, precision: str) -> st
     if is_quantized(directory):
         return "int8"
     hint = backend.ov_compiled_model.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-    return _PRECISION_NAMES.get(hint, hint)
+    return _PRECISION_NAMES.get(str(hint), str(hint))
 
 
 def decline_telemetry() -> None:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RATIOS = ("c_best/a", "c_best/best", "c_pt/a", "d/best")
+RATIOS = ("c_best/a", "c_best/best", "c_pt/a", "d/best", "best_openvino/best_pt")
 
 
 def test_smoke_run_prints_ratios_and_writes_its_report(tmp_path: Path) -> None:
@@ -28,7 +28,11 @@ def test_smoke_run_prints_ratios_and_writes_its_report(tmp_path: Path) -> None:
 
     # On 4 tiny images the overhead may come out below zero: smoke numbers mean nothing.
     printed = dict(re.findall(r"^(\S+)=(-?[0-9.]+)", run.stdout, re.MULTILINE))
-    assert set(RATIOS) | {"overhead_p50_ms"} <= set(printed), run.stdout[-3000:]
+    assert set(RATIOS) | {"overhead_p50_ms", "overhead_cpu_ms_per_image"} <= set(printed), (
+        run.stdout[-3000:]
+    )
+    # Every backend ran in process, the OpenVINO ones scored against the .pt.
+    assert re.search(r"mAP@0\.5 at \d+ on 8 held-out images: pt 0\.\d+, openvino 0\.", run.stdout)
     assert "one-image job, p50 ms by stage: submit" in run.stdout
 
     [path] = tmp_path.glob("throughput-*.json")
@@ -39,7 +43,19 @@ def test_smoke_run_prints_ratios_and_writes_its_report(tmp_path: Path) -> None:
         assert report["rows"][name]["images_per_s"] > 0
     assert set(report["ratios"]) == set(RATIOS)
     assert all(value > 0 for value in report["ratios"].values())
-    assert set(report["targets_met"]) == {"c_best/a", "c_best/best", "d/best", "overhead_p50_ms"}
+    assert set(report["targets_met"]) == {
+        "c_best/a",
+        "c_best/best",
+        "d/best",
+        "best_openvino/best_pt",
+        "overhead_p50_ms",
+        "overhead_cpu_ms_per_image",
+    }
+    formats = {c["format"] for c in report["candidates"].values()}
+    assert formats == {"pt", "onnx", "openvino", "openvino-int8"}
+    for name in ("c_pt", "c_best", "d"):
+        cpu = report["rows"][name]["overhead_cpu_ms_per_image"]
+        assert set(cpu) == {"total", "api", "redis", "s3", "worker"}
     stages = report["rows"]["overhead"]["stages_p50_ms"]
     assert list(stages) == [
         "submit",

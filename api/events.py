@@ -18,6 +18,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 import redis.asyncio
 from pydantic import ValidationError
 
+from yoloq import redis_connection
 from yoloq.schemas import JobEvent
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,7 @@ class JobEventHub:
 
     async def _run(self) -> None:
         while True:
-            client = redis.asyncio.Redis.from_url(
-                self.redis_url, decode_responses=True, socket_connect_timeout=5
-            )
+            client = redis_connection.connect_async(self.redis_url, socket_connect_timeout=5)
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)

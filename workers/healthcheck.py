@@ -17,6 +17,7 @@ import sys
 
 import redis
 
+from yoloq import redis_connection
 from yoloq.job_store import JobStore
 from yoloq.schemas import WorkerHeartbeat
 from yoloq.settings import Settings
@@ -50,9 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = Settings()
-    client = redis.Redis.from_url(
+    client = redis_connection.connect(
         settings.redis_url,
-        decode_responses=True,
         socket_connect_timeout=PROBE_TIMEOUT_S,
         socket_timeout=PROBE_TIMEOUT_S,
     )

@@ -15,7 +15,7 @@ from importlib import resources
 
 import redis
 
-from yoloq import keys
+from yoloq import keys, redis_connection
 from yoloq.results import ResultItem, parse_item
 from yoloq.schemas import (
     ChunkTask,
@@ -94,7 +94,9 @@ class JobGone(Exception):
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis[str], prefix: str) -> None:
+    def __init__(
+        self, client: redis.Redis[str], prefix: str, raw: redis.Redis[bytes] | None = None
+    ) -> None:
         self.redis = client
         self.keys = keys.RedisKeys(prefix)
         self._complete_chunk = client.register_script(_lua_publishing("complete_chunk"))
@@ -103,20 +105,23 @@ class JobStore:
         self._start_chunk = client.register_script(_lua_publishing("start_chunk"))
         self._claim_inflight = client.register_script(_lua("claim_inflight"))
         # Image bytes are not text: the same server through a client that keeps bytes.
-        pool = client.connection_pool
-        raw_kwargs = {**pool.connection_kwargs, "decode_responses": False}
-        self.raw: redis.Redis[bytes] = redis.Redis(
-            connection_pool=redis.ConnectionPool(
-                connection_class=pool.connection_class, **raw_kwargs
+        if raw is None:
+            pool = client.connection_pool
+            raw_kwargs = {**pool.connection_kwargs, "decode_responses": False}
+            raw = redis.Redis(
+                connection_pool=redis.ConnectionPool(
+                    connection_class=pool.connection_class, **raw_kwargs
+                )
             )
-        )
+        self.raw: redis.Redis[bytes] = raw
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> JobStore:
-        client = redis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=5, socket_timeout=30
-        )
-        return cls(client, prefix)
+        """One Redis, or the master of a Sentinel set (``redis+sentinel://``)."""
+        timeouts = {"socket_connect_timeout": 5, "socket_timeout": 30}
+        client = redis_connection.connect(url, **timeouts)
+        raw = redis_connection.connect_bytes(url, **timeouts)
+        return cls(client, prefix, raw)
 
     def ping(self) -> None:
         self.redis.ping()

@@ -9,12 +9,14 @@ from __future__ import annotations
 from celery import Celery
 
 from yoloq import keys
+from yoloq.redis_connection import celery_broker
 from yoloq.schemas import ChunkTask
 from yoloq.settings import Settings
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("yoloq", broker=settings.redis_url, set_as_current=False)
+    broker, sentinel_options = celery_broker(settings.redis_url)
+    app = Celery("yoloq", broker=broker, set_as_current=False)
     app.conf.update(
         # JSON only: a pickle from the broker would be remote code execution.
         task_serializer="json",
@@ -35,6 +37,7 @@ def make_celery(settings: Settings) -> Celery:
             # Look for chunks past the visibility timeout every 10 s (kombu's default
             # looks every 100 s), so the backstop acts soon after the timeout.
             "unacked_restore_throttle": 1,
+            **sentinel_options,
         },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

@@ -15,6 +15,7 @@ from api.backpressure import retry_after_s
 from api.deps import Services
 from yoloq import keys
 from yoloq.chunking import split_into_chunks
+from yoloq.job_store import NotReplicated
 from yoloq.schemas import (
     ImageRef,
     InferenceParams,
@@ -67,6 +68,15 @@ def check_backpressure(services: Services, model: str, images: int) -> None:
     )
 
 
+class NotReplicatedError(HTTPException):
+    def __init__(self, error: NotReplicated) -> None:
+        super().__init__(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the job could not be made durable: {error}; retry (with the same Idempotency-Key)",
+            headers={"Retry-After": "1"},
+        )
+
+
 class QueueUnavailable(HTTPException):
     def __init__(self, error: Exception) -> None:
         super().__init__(status.HTTP_503_SERVICE_UNAVAILABLE, f"the queue is unavailable: {error}")
@@ -93,19 +103,28 @@ def enqueue(
         assert len(images) == 1
         chunks = [chunk.model_copy(update={"inline_image": True}) for chunk in chunks]
         services.jobs.put_image(job_id, inline_image, settings.result_ttl_s)
-    services.jobs.create(
-        job_id,
-        tenant=principal.tenant,
-        total=len(images),
-        callback_url=callback_url,
-        chunks=len(chunks),
-        model=model,
-        params=params,
-        results=ObjectLocation(bucket=settings.results_bucket, key=keys.results_key(job_id)),
-        ttl_s=settings.result_ttl_s,
-        tasks=chunks,
-        pin=pin,
-    )
+    try:
+        services.jobs.create(
+            job_id,
+            tenant=principal.tenant,
+            total=len(images),
+            callback_url=callback_url,
+            chunks=len(chunks),
+            model=model,
+            params=params,
+            results=ObjectLocation(bucket=settings.results_bucket, key=keys.results_key(job_id)),
+            ttl_s=settings.result_ttl_s,
+            tasks=chunks,
+            pin=pin,
+            replicas=settings.redis_replicas_to_ack,
+            replica_timeout_ms=settings.redis_replica_ack_timeout_ms,
+        )
+    except NotReplicated as error:
+        # Not durable, so not accepted: take it back rather than run a job the client
+        # was told failed.
+        log.warning("%s", error)
+        services.jobs.withdraw(job_id, model, len(images))
+        raise NotReplicatedError(error) from error
     try:
         for chunk in chunks:
             services.queue.send(chunk)

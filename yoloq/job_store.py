@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -93,6 +94,11 @@ class JobGone(Exception):
     """The job's state is no longer in Redis (expired, or never created)."""
 
 
+class NotReplicated(Exception):
+    def __init__(self, job_id: str, acked: int, wanted: int) -> None:
+        super().__init__(f"job {job_id} reached {acked} of the {wanted} replica(s) required")
+
+
 class JobStore:
     def __init__(
         self, client: redis.Redis[str], prefix: str, raw: redis.Redis[bytes] | None = None
@@ -142,7 +148,12 @@ class JobStore:
         ttl_s: int,
         tasks: list[ChunkTask] | None = None,
         pin: ModelPin | None = None,
+        replicas: int = 0,
+        replica_timeout_ms: int = 1000,
     ) -> JobRecord:
+        """Record a new job. With ``replicas``, only once that many replicas have it:
+        a failover to one of them cannot forget a job the API answered 202 for
+        (``NotReplicated`` otherwise, with the job written on the master only)."""
         now = time.time()
         key = self.keys.job(job_id)
         fields: dict[str | bytes, bytes | float | int | str] = {
@@ -161,7 +172,11 @@ class JobStore:
             "results_bucket": results.bucket,
             "results_key": results.key,
         }
-        pipe = self.redis.pipeline()
+        # MULTI/EXEC by hand, so that WAIT follows on the same connection: WAIT counts the
+        # replicas that have this connection's writes, and inside MULTI it would not wait.
+        pipe = self.redis.pipeline(transaction=False)
+        command: Callable[..., object] = pipe.execute_command  # untyped in redis' stubs
+        command("MULTI")
         pipe.hset(key, mapping=fields)
         pipe.expire(key, ttl_s)
         pipe.incrby(self.keys.queued_images(model), total)
@@ -170,7 +185,16 @@ class JobStore:
             pipe.hset(tasks_key, mapping={str(t.chunk): t.model_dump_json() for t in tasks})
             pipe.expire(tasks_key, ttl_s)
             pipe.zadd(self.keys.active_jobs(), {job_id: now})
-        pipe.execute()
+        command("EXEC")
+        if replicas:
+            command("WAIT", replicas, replica_timeout_ms)
+        replies = pipe.execute()
+        written = replies[-2] if replicas else replies[-1]
+        failed = [reply for reply in written if isinstance(reply, Exception)]
+        if failed:
+            raise failed[0]
+        if replicas and int(replies[-1]) < replicas:
+            raise NotReplicated(job_id, int(replies[-1]), replicas)
         record = self.get(job_id)
         assert record is not None
         return record

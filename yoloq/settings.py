@@ -36,6 +36,11 @@ class Settings(BaseSettings):
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Job state, results while the TTL lasts, worker heartbeats; also the Celery broker."""
+    redis_replicas_to_ack: int = Field(default=0, ge=0)
+    """Replicas that must hold a new job before the API answers 202 (Redis ``WAIT``), so a
+    failover cannot forget it: 1 with Sentinel. 0: the master's word is enough."""
+    redis_replica_ack_timeout_ms: int = Field(default=1000, ge=1)
+    """How long the API waits for those replicas before answering 503 (and no job)."""
     key_prefix: str = "yoloq"
     """Prefix of every Redis key yoloq writes, so several deployments can share a server."""
 

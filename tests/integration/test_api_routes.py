@@ -23,6 +23,7 @@ from tests.conftest import (
     RESULTS_BUCKET,
     UPLOADS_BUCKET,
 )
+from yoloq.job_store import JobStore
 from yoloq.local_services import free_port
 from yoloq.object_store import ObjectStore
 from yoloq.settings import Settings, TenantConfig
@@ -154,6 +155,22 @@ def test_redis_down_is_503_with_a_clear_body(s3_endpoint: str) -> None:
         assert "Redis" in response.json()["detail"]
         assert dead.get("/healthz").status_code == 200
         assert "redis unreachable" in dead.get("/readyz").json()["reason"]
+
+
+def test_a_job_no_replica_confirms_is_503_and_never_runs(redis_url: str, s3_endpoint: str) -> None:
+    # The test Redis has no replica: WAIT 1 finds none, so the job is not durable.
+    settings = _settings(
+        redis_url, s3_endpoint, redis_replicas_to_ack=1, redis_replica_ack_timeout_ms=50
+    )
+    app = create_app(settings)
+    with TestClient(app, headers=_auth(API_KEY)) as replicated:
+        response = replicated.post("/v1/jobs", json=_job(2), headers={"Idempotency-Key": "k1"})
+        assert response.status_code == 503, response.text
+        assert "0 of the 1 replica(s)" in response.json()["detail"]
+        assert response.headers["retry-after"] == "1"
+    store = JobStore.from_url(redis_url, settings.key_prefix)
+    assert not any(store.queued_images().values())
+    assert not store.redis.keys(f"{settings.key_prefix}:job:*")
 
 
 # Auth and tenants

@@ -5,11 +5,14 @@ the replica, and every job still ends with each image exactly once."""
 
 from __future__ import annotations
 
+import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -34,6 +37,8 @@ MASTER = "yoloq"
 
 @dataclass
 class SentinelSet:
+    group: ProcessGroup
+    work: Path
     master: Process
     master_port: int
     replica_port: int
@@ -44,29 +49,58 @@ class SentinelSet:
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
         return f"redis+sentinel://{hosts}/{MASTER}/0"
 
+    def bring_back_the_old_master(self) -> None:
+        """Restarted, the old master is made a replica of the new one by the Sentinels."""
+        argv = [redis_server_binary(), *server_args(self.master_port, self.work / "master")]
+        self.group.start("redis-old-master", argv)
+        old_master = redis.Redis(port=self.master_port, decode_responses=True)
+
+        def following() -> bool:
+            with contextlib.suppress(redis.ConnectionError):
+                state = old_master.info("replication")
+                return state["role"] == "slave" and state.get("master_link_status") == "up"
+            return False
+
+        wait_until(following, 60, "the old master to follow the new one", interval_s=0.2)
+
     def master_port_now(self) -> int:
         sentinel = redis.Redis(port=self.sentinel_ports[0], decode_responses=True)
         _, port = sentinel.execute_command("SENTINEL", "get-master-addr-by-name", MASTER)
         return int(port)
 
 
+def poll_answers(url: str, until_ok_after_s: float) -> list[tuple[float, int]]:
+    """Status codes of GET ``url`` every 50 ms, until it has answered 200 for
+    ``until_ok_after_s`` in a row after some other answer (or 30 s pass)."""
+    answers: list[tuple[float, int]] = []
+    deadline = time.monotonic() + 30
+    with httpx.Client(headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10) as http:
+        while time.monotonic() < deadline:
+            answers.append((time.monotonic(), http.get(url).status_code))
+            bad = [at for at, code in answers if code != 200]
+            if bad and answers[-1][0] - max(bad) >= until_ok_after_s:
+                break
+            time.sleep(0.05)
+    return answers
+
+
+def server_args(port: int, work: Path) -> list[str]:
+    # --dir: a replica's full sync writes an RDB file even with saving off.
+    return [
+        "--port", str(port), "--bind", "127.0.0.1", "--dir", str(work),
+        "--save", "", "--appendonly", "no",
+    ]  # fmt: skip
+
+
 def start_sentinel_set(group: ProcessGroup, work: Path) -> SentinelSet:
     server = redis_server_binary()
+    for folder in ("master", "replica"):
+        (work / folder).mkdir()
     master_port, replica_port = free_port(), free_port()
-    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    master = group.start("redis-master", [server, "--port", str(master_port), *common])
-    group.start(
-        "redis-replica",
-        [
-            server,
-            "--port",
-            str(replica_port),
-            "--replicaof",
-            "127.0.0.1",
-            str(master_port),
-            *common,
-        ],
-    )
+    master = group.start("redis-master", [server, *server_args(master_port, work / "master")])
+    replica_of = ["--replicaof", "127.0.0.1", str(master_port)]
+    replica = server_args(replica_port, work / "replica")
+    group.start("redis-replica", [server, *replica, *replica_of])
     sentinel_ports = [free_port() for _ in range(3)]
     for port in sentinel_ports:
         # Sentinel rewrites its config file as it learns: one of its own, writable.
@@ -85,7 +119,7 @@ def start_sentinel_set(group: ProcessGroup, work: Path) -> SentinelSet:
         15,
         "the replica to sync",
     )
-    return SentinelSet(master, master_port, replica_port, sentinel_ports)
+    return SentinelSet(group, work, master, master_port, replica_port, sentinel_ports)
 
 
 @pytest.fixture
@@ -99,6 +133,8 @@ def sentinel_stack(
             "YOLOQ_REDIS_URL": redis_set.url,
             "YOLOQ_KEY_PREFIX": f"yoloq-sentinel-{uuid.uuid4().hex[:8]}",
             "YOLOQ_METRICS_PORT": "0",
+            # A 202 means the replica has the job: the failover below cannot forget it.
+            "YOLOQ_REDIS_REPLICAS_TO_ACK": "1",
         }
         jobs = JobStore.from_url(redis_set.url, env["YOLOQ_KEY_PREFIX"])
         worker = group.start("worker", yoloq_argv("worker", "--device", "cpu"), env)
@@ -122,18 +158,33 @@ def test_jobs_survive_the_redis_master_failing_over(
         during = put_images(object_store, 48, "sentinel-during")
         second = client.submit(during, InferenceParams(imgsz=640))
         wait_until(lambda: client.job(second.id).done > 0, 60, "the job to start")
+        # Accepted a moment before the master dies: only the replica can still have it.
+        last_words = put_images(object_store, 8, "sentinel-last")
+        last = client.submit(last_words)
         redis_set.master.popen.kill()
+        killed = time.monotonic()
+        answers = poll_answers(f"{api_url}/v1/jobs/{second.id}", until_ok_after_s=1.5)
         wait_until(
             lambda: redis_set.master_port_now() == redis_set.replica_port,
             30,
             "a Sentinel to promote the replica",
         )
+        # The API answers 503 while there is no master, never anything else, and comes
+        # back by itself: the same process, no restart.
+        codes = {code for _, code in answers}
+        assert codes <= {200, 503} and answers[-1][1] == 200, answers
+        unavailable = [at for at, code in answers if code == 503]
+        window = (max(unavailable) - killed) if unavailable else 0.0
+        print(f"\nAPI unavailable for {window:.1f} s after the master was killed")
         finished = client.wait(second.id, timeout_s=240)
         assert finished.status == JobStatus.SUCCEEDED, finished
+        assert client.wait(last.id, timeout_s=120).status == JobStatus.SUCCEEDED
 
+        # With one replica required, the new master takes jobs once a replica follows it.
+        redis_set.bring_back_the_old_master()
         after = put_images(object_store, 8, "sentinel-after")
         third = client.submit(after)
         assert client.wait(third.id, timeout_s=120).status == JobStatus.SUCCEEDED
 
-    for job, images in ((first, before), (second, during), (third, after)):
+    for job, images in ((first, before), (second, during), (last, last_words), (third, after)):
         assert check_ledger(jobs, object_store, job.id, images) == {"ok": len(images)}

@@ -30,6 +30,13 @@ class ApiError(Exception):
         self.detail = detail
 
 
+def _passing(error: Exception) -> bool:
+    """An outage worth waiting out: the service answered 503, or could not be reached."""
+    if isinstance(error, ApiError):
+        return error.status_code == 503
+    return isinstance(error, httpx.HTTPError)
+
+
 class Client:
     def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 30.0) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -153,26 +160,37 @@ class Client:
         on_progress: Callable[[JobEvent], None] | None = None,
     ) -> JobPublic:
         """Follow the job's events until its status is final; if the stream breaks,
-        poll instead (every ``poll_s``)."""
+        poll instead (every ``poll_s``). A service briefly unavailable (503, or no
+        connection: a Redis failover, an API restart) is waited out until the deadline."""
         deadline = time.monotonic() + timeout_s
         try:
             for event in self.events(job_id):
                 if event is not None and on_progress:
                     on_progress(event)
                 if event is not None and event.status.is_final:
-                    return self.job(job_id)
+                    return self._job_once_reachable(job_id, deadline, poll_s)
                 if time.monotonic() > deadline:
                     break
-        except httpx.HTTPError:
-            pass  # the stream broke: polling takes over
+        except (httpx.HTTPError, ApiError) as error:
+            if not _passing(error):
+                raise  # the stream broke or the service is away: polling takes over
         while True:
-            job = self.job(job_id)
+            job = self._job_once_reachable(job_id, deadline, poll_s)
             if on_progress:
                 on_progress(JobEvent.of(job))
             if job.status.is_final:
                 return job
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {job.status} after {timeout_s:.0f}s")
+            time.sleep(poll_s)
+
+    def _job_once_reachable(self, job_id: str, deadline: float, poll_s: float) -> JobPublic:
+        while True:
+            try:
+                return self.job(job_id)
+            except (httpx.TransportError, ApiError) as error:
+                if not _passing(error) or time.monotonic() > deadline:
+                    raise
             time.sleep(poll_s)
 
     def detect(

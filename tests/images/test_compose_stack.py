@@ -8,6 +8,7 @@ that cannot be pulled here. Needs a Docker engine and the images of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -129,8 +130,9 @@ class Stack:
         )
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
+@contextlib.contextmanager
+def running_stack(profiles: list[str], **settings: str) -> Iterator[Stack]:
+    """A compose project of its own, on free ports; taken down with its volumes after."""
     missing = [
         image
         for image in IMAGES
@@ -143,8 +145,8 @@ def stack() -> Iterator[Stack]:
     env = {
         **os.environ,
         "COMPOSE_PROJECT_NAME": project,
-        # The worker's profile; `up` names its services, so the worker starts when told.
-        "COMPOSE_PROFILES": PROFILE,
+        # `up` names its services, so a worker in a profile starts only when told.
+        "COMPOSE_PROFILES": ",".join(profiles),
         "COMPOSE_FILE": os.pathsep.join(
             ["docker-compose.yml", "deploy/local/compose.standins.yml"]
         ),
@@ -160,6 +162,7 @@ def stack() -> Iterator[Stack]:
         "FLOWER_PORT": str(flower_port),
         "MINIO_PORT": str(s3_port),
         "MINIO_CONSOLE_PORT": str(console_port),
+        **settings,
     }
     stack = Stack(
         compose=compose_command(),
@@ -178,6 +181,12 @@ def stack() -> Iterator[Stack]:
             env=env,
             capture_output=True,
         )
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with running_stack([PROFILE]) as running:
+        yield running
 
 
 def put_images(stack: Stack, n: int, prefix: str) -> list[ImageRef]:

@@ -3,6 +3,7 @@ and the Kubernetes manifests. No Docker engine or cluster is needed."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -221,13 +222,25 @@ def test_model_cache_volume_is_the_workers_cache_dir() -> None:
     assert f'VOLUME ["{cache_dir}"]' in dockerfile
 
 
+def test_the_celery_app_module_takes_the_broker_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("YOLOQ_REDIS_URL", "redis+sentinel://s1:26379,s2:26379/yoloq/3")
+    import yoloq.celery_app
+
+    app = importlib.reload(yoloq.celery_app).app
+    assert app.conf.broker_url == "sentinel://s1:26379/3;sentinel://s2:26379/3"
+    assert app.conf.broker_transport_options["master_name"] == "yoloq"
+
+
 def test_api_and_flower() -> None:
     api, flower = services()["api"], services()["flower"]
     assert api["command"] == ["yoloq", "api", "--host", "0.0.0.0", "--port", "8000"]
     assert api["ports"] == ["${API_PORT:-8000}:8000"]
     assert "/healthz" in " ".join(api["healthcheck"]["test"])
-    redis_url = compose()["x-yoloq-env"]["YOLOQ_REDIS_URL"]
-    assert flower["command"] == ["celery", f"--broker={redis_url}", "flower", "--port=5555"]
+    # The broker from the same settings as every yoloq process, Sentinel included.
+    assert flower["command"] == ["celery", "--app", "yoloq.celery_app", "flower", "--port=5555"]
+    assert flower["environment"]["YOLOQ_REDIS_URL"] == compose()["x-yoloq-env"]["YOLOQ_REDIS_URL"]
     assert flower["image"] == api["image"], "Flower runs from the API image"
     assert flower["ports"] == ["${FLOWER_PORT:-5555}:5555"]
     assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
@@ -570,7 +583,7 @@ def test_api_probes_and_flower_auth() -> None:
     assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
     flower = container("yoloq-flower")
-    assert flower["command"][:2] == ["celery", "--broker=$(YOLOQ_REDIS_URL)"]
+    assert flower["command"][:3] == ["celery", "--app", "yoloq.celery_app"]
     env = {item["name"]: item["valueFrom"] for item in flower["env"]}
     assert env["YOLOQ_REDIS_URL"]["configMapKeyRef"]["key"] == "YOLOQ_REDIS_URL"
     assert env["FLOWER_BASIC_AUTH"]["secretKeyRef"]["name"] == "yoloq-credentials"

@@ -173,6 +173,7 @@ def test_workers_on_two_hosts_share_jobs_from_a_client_host(deployment: Deployme
     per_host = {name: after[name]["images"] - before[name]["images"] for name in after}
     assert sum(per_host.values()) == 72, per_host
     assert all(images > 0 for images in per_host.values()), f"images per host: {per_host}"
+    print(f"\nimages per worker host: {per_host}")
 
 
 def cut_off(host: Host, how: str, cut: bool) -> None:

@@ -17,7 +17,6 @@ import sys
 
 import redis
 
-from yoloq import redis_connection
 from yoloq.job_store import JobStore
 from yoloq.schemas import WorkerHeartbeat
 from yoloq.settings import Settings
@@ -51,12 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = Settings()
-    client = redis_connection.connect(
+    jobs = JobStore.from_url(
         settings.redis_url,
-        socket_connect_timeout=PROBE_TIMEOUT_S,
-        socket_timeout=PROBE_TIMEOUT_S,
+        settings.key_prefix,
+        connect_timeout_s=PROBE_TIMEOUT_S,
+        timeout_s=PROBE_TIMEOUT_S,
     )
-    jobs = JobStore(client, settings.key_prefix)
     # A heartbeat older than three beats is gone: the same rule its Redis TTL follows.
     max_age_s = 3 * settings.heartbeat_interval_s
     try:
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not ready: redis unreachable: {error}", file=sys.stderr)
         return 1
     finally:
-        client.close()
+        jobs.close()
     reason = find_reason(beats, args.name, socket.gethostname())
     if reason:
         print(f"not ready: {reason}", file=sys.stderr)

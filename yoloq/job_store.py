@@ -100,9 +100,8 @@ class NotReplicated(Exception):
 
 
 class JobStore:
-    def __init__(
-        self, client: redis.Redis[str], prefix: str, raw: redis.Redis[bytes] | None = None
-    ) -> None:
+    def __init__(self, client: redis.Redis[str], raw: redis.Redis[bytes], prefix: str) -> None:
+        """``raw``: the same server through a client that keeps bytes (image data)."""
         self.redis = client
         self.keys = keys.RedisKeys(prefix)
         self._complete_chunk = client.register_script(_lua_publishing("complete_chunk"))
@@ -110,27 +109,26 @@ class JobStore:
         self._cancel_job = client.register_script(_lua_publishing("cancel_job"))
         self._start_chunk = client.register_script(_lua_publishing("start_chunk"))
         self._claim_inflight = client.register_script(_lua("claim_inflight"))
-        # Image bytes are not text: the same server through a client that keeps bytes.
-        if raw is None:
-            pool = client.connection_pool
-            raw_kwargs = {**pool.connection_kwargs, "decode_responses": False}
-            raw = redis.Redis(
-                connection_pool=redis.ConnectionPool(
-                    connection_class=pool.connection_class, **raw_kwargs
-                )
-            )
-        self.raw: redis.Redis[bytes] = raw
+        self.raw = raw
 
     @classmethod
-    def from_url(cls, url: str, prefix: str) -> JobStore:
+    def from_url(
+        cls, url: str, prefix: str, connect_timeout_s: float = 5, timeout_s: float = 30
+    ) -> JobStore:
         """One Redis, or the master of a Sentinel set (``redis+sentinel://``)."""
-        timeouts = {"socket_connect_timeout": 5, "socket_timeout": 30}
-        client = redis_connection.connect(url, **timeouts)
-        raw = redis_connection.connect_bytes(url, **timeouts)
-        return cls(client, prefix, raw)
+        timeouts = {"socket_connect_timeout": connect_timeout_s, "socket_timeout": timeout_s}
+        return cls(
+            redis_connection.connect(url, **timeouts),
+            redis_connection.connect_bytes(url, **timeouts),
+            prefix,
+        )
 
     def ping(self) -> None:
         self.redis.ping()
+
+    def close(self) -> None:
+        self.redis.close()
+        self.raw.close()
 
     # Jobs
 

@@ -39,7 +39,7 @@ class SentinelTarget:
         master, _, db = path.strip("/").partition("/")
         sentinels = []
         for entry in filter(None, hosts.split(",")):
-            host, _, port = entry.rpartition(":") if ":" in entry else (entry, "", "")
+            host, _, port = entry.partition(":")
             sentinels.append((host, int(port) if port else SENTINEL_PORT))
         if not sentinels or not master:
             raise ValueError(

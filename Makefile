@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install demo test lint typecheck unit redis bench bench-tasks bench-detect soak clean \
+.PHONY: install demo test lint typecheck unit redis bench bench-tasks bench-detect soak soak-cluster host-tools clean \
 	images images-test
 
 # Torch first, from the pinned release, so no later install can pull a different build.
@@ -35,13 +35,25 @@ typecheck: install
 unit: install
 	$(PY) -m pytest tests/unit
 
-test: install redis lint typecheck
+test: install redis host-tools lint typecheck
 	$(PY) -m pytest
 
 # Workers killed at random and Redis restarted under load, then the ledger checked
 # (tests/chaos). YOLOQ_SOAK_MINUTES sets its length (default 10).
 soak: install redis
 	$(PY) -m pytest -m slow tests/chaos -s
+
+# The soak on test hosts (tests/cluster/test_soak.py, as root): worker hosts cut off,
+# vanished and killed, and one Redis failover among Sentinels. Same YOLOQ_SOAK_MINUTES.
+soak-cluster: install host-tools
+	$(PY) -m pytest -m slow tests/cluster -s
+
+# What the cluster tests run beside Python (tests/cluster): iptables, to drop packets on
+# a test host. From Debian's packages, when it is missing and this is root.
+host-tools:
+	@command -v iptables >/dev/null || [ "$$(id -u)" != 0 ] || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q iptables >/dev/null || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iptables)
 
 # yoloq-api and yoloq-worker; on a local Debian base where the public one cannot be
 # pulled (deploy/local/). Starts Debian's Docker engine when none runs (as root).

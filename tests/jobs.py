@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 
 from tests import image_factory as make
 from tests.conftest import INPUT_BUCKET, RESULTS_BUCKET
@@ -90,3 +91,27 @@ def check_ledger(
 def finished_ok(job_store: JobStore, job_id: str) -> bool:
     record = job_store.get(job_id)
     return record is not None and record.public.status == JobStatus.SUCCEEDED
+
+
+@dataclass
+class Tally:
+    """The soaks' ledger over many jobs: counted, not asserted, so the summary line can
+    say how many images were lost or doubled."""
+
+    jobs: int = 0
+    images: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    def add(self, job_store: JobStore, object_store: ObjectStore, job_id: str, images: int) -> None:
+        record = job_store.get(job_id)
+        assert record is not None, f"job {job_id} is gone"
+        raw = object_store.get(RESULTS_BUCKET, keys.results_key(job_id)).decode()
+        lines = Counter(json.loads(line)["index"] for line in raw.splitlines())
+        self.jobs += 1
+        self.images += images
+        self.lost += sum(1 for index in range(images) if index not in lines)
+        self.duplicated += sum(n - 1 for n in lines.values()) + max(0, record.public.done - images)
+        for item in job_store.items(job_id, 0, images):
+            self.outcomes[item.error.code if item and item.error else "ok"] += 1

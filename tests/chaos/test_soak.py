@@ -10,23 +10,20 @@ Its last line is the ledger: kills, jobs, images, lost, duplicated.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
 import threading
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import API_KEY, RESULTS_BUCKET, WorkerLauncher
-from tests.jobs import put_images
-from yoloq import keys
+from tests.conftest import API_KEY, WorkerLauncher
+from tests.jobs import Tally, put_images
 from yoloq.job_store import JobStore
 from yoloq.local_services import (
     Process,
@@ -182,32 +179,23 @@ def test_soak(launcher: WorkerLauncher, object_store: ObjectStore, tmp_path: Pat
         wait_until(all_final, 600, "every submitted job to finish", interval_s=2)
         minutes = (time.monotonic() - started) / 60
 
-    images = lost = duplicated = 0
-    outcomes: Counter[str] = Counter()
+    tally = Tally()
     for job_id, refs in ledger.submitted.items():
-        images += len(refs)
-        record = jobs.get(job_id)
-        assert record is not None
-        raw = object_store.get(RESULTS_BUCKET, keys.results_key(job_id)).decode()
-        lines = Counter(json.loads(line)["index"] for line in raw.splitlines())
-        lost += sum(1 for index in range(len(refs)) if index not in lines)
-        duplicated += sum(n - 1 for n in lines.values()) + max(0, record.public.done - len(refs))
-        for item in jobs.items(job_id, 0, len(refs)):
-            outcomes[item.error.code if item and item.error else "ok"] += 1
+        tally.add(jobs, object_store, job_id, len(refs))
     resent = sum(
         log.read_text(errors="replace").count("lost by the broker")
         for log in group.log_dir.glob("worker-*.log")
     )
     summary = (
         f"soak: minutes={minutes:.1f} kills={ledger.kills} "
-        f"redis_restarts={ledger.redis_restarts} jobs={len(ledger.submitted)} "
-        f"images={images} lost={lost} duplicated={duplicated} "
-        f"refused_while_down={ledger.refused} outcomes={dict(outcomes)} "
+        f"redis_restarts={ledger.redis_restarts} jobs={tally.jobs} "
+        f"images={tally.images} lost={tally.lost} duplicated={tally.duplicated} "
+        f"refused_while_down={ledger.refused} outcomes={dict(tally.outcomes)} "
         f"dead_letters={jobs.dead_letter_count()} lost_by_broker_and_resent={resent}"
     )
     print(summary)
     (Path(os.environ.get("YOLOQ_SOAK_REPORT", tmp_path / "soak.txt"))).write_text(summary + "\n")
     jobs.redis.close()
     assert ledger.kills >= 1 and ledger.redis_restarts == 1
-    assert (lost, duplicated) == (0, 0), summary
-    assert outcomes == {"ok": images}, summary
+    assert (tally.lost, tally.duplicated) == (0, 0), summary
+    assert tally.outcomes == {"ok": tally.images}, summary

@@ -4,6 +4,7 @@ and the Kubernetes manifests. No Docker engine or cluster is needed."""
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import json
 import re
 import shutil
@@ -27,6 +28,7 @@ from workers.main import staging_limit, worker_name
 from yoloq.catalog import ModelStatus
 from yoloq.cli import main as yoloq_main
 from yoloq.keys import priority_queues, queue_name
+from yoloq.redis_connection import SentinelTarget
 from yoloq.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,6 +151,41 @@ def test_redis_appends_to_disk_and_never_evicts() -> None:
     assert "redis-data:/data" in redis["volumes"]
 
 
+def test_ha_profile_is_a_replica_and_three_sentinels_watching_fixed_addresses() -> None:
+    all_services = services()
+    ha = {name for name, service in all_services.items() if "ha" in service.get("profiles", [])}
+    assert ha == {"redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+    subnet = ipaddress.ip_network(
+        env_default(compose()["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    )
+    master = all_services["redis"]["networks"]["default"]["ipv4_address"]
+    replica = all_services["redis-replica"]
+    assert ipaddress.ip_address(env_default(master)) in subnet
+    assert (
+        ipaddress.ip_address(env_default(replica["networks"]["default"]["ipv4_address"])) in subnet
+    )
+    # The replica runs the master's command line and follows the master's fixed address.
+    command = replica["command"]
+    assert command[: len(all_services["redis"]["command"])] == all_services["redis"]["command"]
+    assert command[-3:] == ["--replicaof", master, "6379"]
+    volumes = set()
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        sentinel = all_services[name]
+        assert sentinel["environment"]["REDIS_ADDRESS"] == master, name
+        script = sentinel["command"][0]
+        assert "sentinel monitor yoloq $$REDIS_ADDRESS 6379 2" in script
+        assert "exec redis-server /sentinel/sentinel.conf --sentinel" in script
+        # Written once: a recreated Sentinel resumes from what it learnt, not the first master.
+        assert "if [ ! -s /sentinel/sentinel.conf ]" in script
+        volumes.update(sentinel["volumes"])
+    assert len(volumes) == 3, "each Sentinel keeps its own state"
+    # What the profile's comment tells users to set parses as the Sentinel set it runs.
+    (url,) = re.findall(r"redis\+sentinel://sentinel-1\S+", _compose_text())
+    target = SentinelTarget.parse(url)
+    assert target.sentinels == [(f"sentinel-{n}", 26379) for n in (1, 2, 3)]
+    assert target.master == "yoloq"
+
+
 def test_dependencies_wait_for_health_or_completion() -> None:
     all_services = services()
     seen = 0
@@ -199,13 +236,15 @@ def test_minio_init_creates_every_bucket_yoloq_uses() -> None:
 
 def test_standins_replace_only_the_public_redis_and_minio_images() -> None:
     standins: Doc = yaml.safe_load((ROOT / "deploy" / "local" / "compose.standins.yml").read_text())
-    assert set(standins["services"]) == {"redis", "minio", "minio-init"}
+    redis_images = {"redis", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+    assert set(standins["services"]) == redis_images | {"minio", "minio-init"}
     merged = compose()
     for name, override in standins["services"].items():
         merged["services"][name] = {**merged["services"][name], **override}
     assert_valid_compose(merged)
-    # The redis command line stays the compose file's: AOF and noeviction are tested too.
-    assert "command" not in standins["services"]["redis"]
+    # The Redis command lines stay the compose file's: AOF and noeviction are tested too.
+    for name in redis_images:
+        assert set(standins["services"][name]) == {"image"}, name
     (script,) = [
         v.split(":")[0] for v in standins["services"]["minio-init"]["volumes"] if "s3_init" in v
     ]

@@ -575,6 +575,86 @@ def test_keda_scales_the_worker_on_its_model_queue(monkeypatch: pytest.MonkeyPat
         assert int(metadata["listLength"]) >= 1
 
 
+def ha_overlay() -> tuple[Doc, dict[str, Doc]]:
+    """deploy/k8s/ha: its kustomization, and its patches by the kind they patch."""
+    (kustomization,) = yaml.safe_load_all((K8S / "ha" / "kustomization.yaml").read_text())
+    patches = [yaml.safe_load(patch["patch"]) for patch in kustomization["patches"]]
+    return kustomization, {patch["kind"]: patch for patch in patches}
+
+
+def ha_redis_objects() -> dict[str, Doc]:
+    with (K8S / "ha" / "redis.yaml").open() as f:
+        return {f"{doc['kind']}/{doc['metadata']['name']}": doc for doc in yaml.safe_load_all(f)}
+
+
+def test_ha_redis_is_a_statefulset_of_redis_and_sentinel_pairs() -> None:
+    objects = ha_redis_objects()
+    for name, doc in objects.items():
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        assert "namespace" not in doc["metadata"], name
+    assert set(objects) == {
+        "ConfigMap/yoloq-redis-scripts",
+        "Service/redis-headless",
+        "Service/redis-sentinel",
+        "StatefulSet/redis",
+        "PodDisruptionBudget/redis",
+    }
+    stateful = objects["StatefulSet/redis"]["spec"]
+    headless = objects["Service/redis-headless"]["spec"]
+    assert stateful["serviceName"] == "redis-headless" and headless["clusterIP"] == "None"
+    # A Sentinel must resolve a master that is still loading, not yet ready.
+    assert headless["publishNotReadyAddresses"] is True
+    assert stateful["replicas"] == 3
+    pod_labels = stateful["template"]["metadata"]["labels"]
+    for service in ("redis-headless", "redis-sentinel"):
+        assert objects[f"Service/{service}"]["spec"]["selector"] == pod_labels
+    containers = {c["name"]: c for c in stateful["template"]["spec"]["containers"]}
+    assert containers["redis"]["command"] == ["sh", "/scripts/redis.sh"]
+    assert containers["sentinel"]["command"] == ["sh", "/scripts/sentinel.sh"]
+    scripts = objects["ConfigMap/yoloq-redis-scripts"]["data"]
+    # Every pod names itself and the first master by the headless Service's names.
+    assert 'self="$(hostname).redis-headless"' in scripts["redis.sh"]
+    assert 'self="$(hostname).redis-headless"' in scripts["sentinel.sh"]
+    assert "redis-0.redis-headless" in scripts["master.sh"]
+    assert "-h redis-sentinel -p 26379" in scripts["master.sh"]
+    assert "--appendonly yes" in scripts["redis.sh"]
+    assert "--maxmemory-policy noeviction" in scripts["redis.sh"]
+    assert "sentinel monitor yoloq $(sh /scripts/master.sh) 6379 2" in scripts["sentinel.sh"]
+    assert objects["PodDisruptionBudget/redis"]["spec"]["maxUnavailable"] == 1
+
+
+def test_ha_overlay_points_yoloq_and_keda_at_the_sentinels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kustomization, patches = ha_overlay()
+    assert kustomization["resources"] == ["../", "redis.yaml"]
+    base_config = k8s_object("ConfigMap", "yoloq-config")
+    patched = {**base_config["data"], **patches["ConfigMap"]["data"]}
+    assert patches["ConfigMap"]["metadata"]["name"] == base_config["metadata"]["name"]
+    for key, value in patched.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.redis_replicas_to_ack == 1
+    target = SentinelTarget.parse(settings.redis_url)
+    service = ha_redis_objects()["Service/redis-sentinel"]
+    assert target.sentinels == [(service["metadata"]["name"], service["spec"]["ports"][0]["port"])]
+    assert target.master == "yoloq"
+
+    (base_scaled,) = k8s_documents()["worker-scaledobject.yaml"]
+    scaled = patches["ScaledObject"]
+    assert scaled["metadata"]["name"] == base_scaled["metadata"]["name"]
+    triggers = scaled["spec"]["triggers"]
+    assert [t["metadata"]["listName"] for t in triggers] == [
+        t["metadata"]["listName"] for t in base_scaled["spec"]["triggers"]
+    ]
+    for trigger in triggers:
+        assert trigger["type"] == "redis-sentinel"
+        metadata = trigger["metadata"]
+        assert metadata["addresses"] == ",".join(f"{h}:{p}" for h, p in target.sentinels)
+        assert metadata["sentinelMaster"] == target.master
+        assert metadata["databaseIndex"] == str(target.db)
+
+
 def test_a_model_pool_scales_on_its_models_backlog_through_the_api() -> None:
     with (K8S / "pools" / "parts-seg.yaml").open() as f:
         deployment, scaled, auth = [doc for doc in yaml.safe_load_all(f) if doc]

@@ -288,3 +288,64 @@ def test_a_stopped_worker_finishes_its_chunk_and_a_restarted_one_the_job(stack: 
     stack.save_logs()
     stack.run("down", "--timeout", "120")
     assert not stack.run("ps", "--all", "-q").split(), "containers left after down"
+
+
+HA_SUBNET = "172.29.58"
+"""Not the default subnet, so the HA stack never overlaps another test's network."""
+SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
+
+
+def test_the_ha_profile_fails_over_and_every_job_completes_exactly_once() -> None:
+    """`--profile ha`: the Redis master's container killed mid-job; the Sentinels promote
+    the replica, yoloq follows them, and the old master comes back as a replica."""
+    settings = {
+        "YOLOQ_REDIS_URL": "redis+sentinel://"
+        + ",".join(f"{name}:26379" for name in SENTINELS)
+        + "/yoloq/0",
+        "YOLOQ_REDIS_REPLICAS_TO_ACK": "1",
+        "YOLOQ_SUBNET": f"{HA_SUBNET}.0/24",
+        "REDIS_ADDRESS": f"{HA_SUBNET}.10",
+        "REDIS_REPLICA_ADDRESS": f"{HA_SUBNET}.11",
+        "SENTINEL_DOWN_AFTER_MS": "2000",
+    }
+    with running_stack([PROFILE, "ha"], **settings) as stack:
+        stack.run("up", "-d", "--no-build")
+        stack.wait_healthy("redis", "redis-replica", *SENTINELS, "api", WORKER)
+
+        def master() -> str:
+            answer = stack.run(
+                "exec", "-T", "sentinel-1",
+                "redis-cli", "-p", "26379", "SENTINEL", "get-master-addr-by-name", "yoloq",
+            )  # fmt: skip
+            return answer.split()[0] if answer.split() else ""
+
+        assert master() == settings["REDIS_ADDRESS"]
+        with Client(stack.api_url, API_KEY, timeout_s=60) as client:
+            first = client.submit(put_images(stack, 8, "ha-before"))
+            assert client.wait(first.id, timeout_s=300).status == JobStatus.SUCCEEDED
+
+            during = client.submit(put_images(stack, 64, "ha-during"))
+            wait_until(lambda: client.job(during.id).done > 0, 300, "the job to start")
+            stack.run("kill", "-s", "SIGKILL", "redis")
+            wait_until(
+                lambda: master() == settings["REDIS_REPLICA_ADDRESS"],
+                60,
+                "the Sentinels to promote the replica",
+                interval_s=0.5,
+            )
+            # Back, the old master is made the new one's replica: jobs are taken again.
+            stack.run("start", "redis")
+
+            def following() -> bool:
+                state = stack.run("exec", "-T", "redis", "redis-cli", "info", "replication")
+                return "role:slave" in state and "master_link_status:up" in state
+
+            wait_until(following, 120, "the old master to follow the new one", interval_s=1)
+            job = client.wait(during.id, timeout_s=600)
+            assert job.status == JobStatus.SUCCEEDED, job
+            assert (job.total, job.done, job.failed) == (64, 64, 0)
+            counts = Counter(line["index"] for line in results_lines(stack, job))
+            assert sorted(counts) == list(range(64)) and set(counts.values()) == {1}
+
+            after = client.submit(put_images(stack, 8, "ha-after"))
+            assert client.wait(after.id, timeout_s=300).status == JobStatus.SUCCEEDED

@@ -18,6 +18,19 @@ from yoloq.object_store import ObjectStore
 from yoloq.queue import ChunkQueue
 from yoloq.schemas import ImageRef, InferenceParams, JobStatus, ObjectLocation
 
+SOAK_SETTINGS = {
+    "YOLOQ_MAX_IMAGES_PER_JOB": "64",
+    "YOLOQ_CHUNK_SOFT_LIMIT_S": "20",
+    "YOLOQ_CHUNK_HARD_LIMIT_S": "30",
+    # Short, so the broker's own redelivery (the backstop) acts within the soak too.
+    "YOLOQ_VISIBILITY_TIMEOUT_S": "45",
+    # A chunk whose message, or whose completion, a fault lost is sent again after this.
+    "YOLOQ_LOST_CHUNK_AFTER_S": "30",
+    # Random faults are not poison: a chunk hit twice by chance must still run.
+    "YOLOQ_MAX_DELIVERIES": "10",
+}
+"""The soaks' settings (tests/chaos, tests/cluster): faults recovered within the run."""
+
 
 def put_images(object_store: ObjectStore, n: int, prefix: str = "worker-test") -> list[ImageRef]:
     refs = []

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import API_KEY, WorkerLauncher
-from tests.jobs import Tally, put_images
+from tests.jobs import SOAK_SETTINGS, Tally, put_images
 from yoloq.job_store import JobStore
 from yoloq.local_services import (
     Process,
@@ -125,15 +125,7 @@ def test_soak(launcher: WorkerLauncher, object_store: ObjectStore, tmp_path: Pat
         "YOLOQ_MODEL_NAME": "soak",
         "YOLOQ_CHUNK_SIZE": "4",
         "YOLOQ_MAX_BATCH": "4",
-        "YOLOQ_MAX_IMAGES_PER_JOB": "64",
-        "YOLOQ_CHUNK_SOFT_LIMIT_S": "20",
-        "YOLOQ_CHUNK_HARD_LIMIT_S": "30",
-        # Short, so the broker's own redelivery (the backstop) acts within the soak too.
-        "YOLOQ_VISIBILITY_TIMEOUT_S": "45",
-        # A chunk the broker loses to a kill is found and sent again after this.
-        "YOLOQ_LOST_CHUNK_AFTER_S": "30",
-        # Random kills are not poison: a chunk killed twice by chance must still run.
-        "YOLOQ_MAX_DELIVERIES": "10",
+        **SOAK_SETTINGS,
     }
     jobs = JobStore.from_url(redis_url, prefix)
     own = WorkerLauncher(group, {**launcher.env, **env}, jobs)

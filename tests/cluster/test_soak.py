@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.deployment import Deployment, cut_off, deploy, require_iptables
+from tests.jobs import SOAK_SETTINGS
 from yoloq.local_services import wait_until
 
 MINUTES = float(os.environ.get("YOLOQ_SOAK_MINUTES", "10"))
@@ -91,18 +92,7 @@ EVENTS = {"partition": partition, "vanished": vanish, "kill": kill_worker}
 @pytest.mark.timeout(int(MINUTES * 60) + 1200)
 def test_soak_on_many_hosts(tmp_path: Path) -> None:
     require_iptables()
-    settings = {
-        "YOLOQ_REDIS_REPLICAS_TO_ACK": "1",
-        "YOLOQ_MAX_IMAGES_PER_JOB": "64",
-        "YOLOQ_CHUNK_SOFT_LIMIT_S": "20",
-        "YOLOQ_CHUNK_HARD_LIMIT_S": "30",
-        # Short, so the broker's own redelivery (the backstop) acts within the soak too.
-        "YOLOQ_VISIBILITY_TIMEOUT_S": "45",
-        # A chunk whose message, or whose completion, a fault lost is sent again after this.
-        "YOLOQ_LOST_CHUNK_AFTER_S": "30",
-        # Random faults are not poison: a chunk hit twice by chance must still run.
-        "YOLOQ_MAX_DELIVERIES": "10",
-    }
+    settings = {"YOLOQ_REDIS_REPLICAS_TO_ACK": "1", **SOAK_SETTINGS}
     roles = ["hub", "db", "w1", "w2", "client"]
     with deploy(tmp_path, roles, sentinels=True, **settings) as deployment:
         accepted = tmp_path / "accepted.jsonl"

@@ -27,6 +27,8 @@ class Principal:
     admin: bool
     models: frozenset[str] | None = None
     """The model names its jobs may run on; None: every model."""
+    max_images_per_job: int | None = None
+    """Its own limit; None: the deployment's (``YOLOQ_MAX_IMAGES_PER_JOB``)."""
 
     def may_use(self, model_name: str) -> bool:
         return self.models is None or model_name in self.models
@@ -55,7 +57,9 @@ def authenticate(request: Request, services: ServicesDep) -> Principal:
     if tenant is None:
         raise _unauthorized("invalid API key")
     models = frozenset(tenant.models) if tenant.models is not None else None
-    return Principal(tenant.tenant, frozenset(tenant.buckets), tenant.admin, models)
+    return Principal(
+        tenant.tenant, frozenset(tenant.buckets), tenant.admin, models, tenant.max_images_per_job
+    )
 
 
 def require_admin(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:

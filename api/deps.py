@@ -13,6 +13,7 @@ from api.keyring import KeyRing
 from api.metrics import ApiMetrics
 from yoloq import keys
 from yoloq.archive import ResultArchive
+from yoloq.inputs import JobInputs
 from yoloq.job_store import JobStore
 from yoloq.object_store import ObjectStore
 from yoloq.queue import ChunkQueue, make_celery
@@ -32,6 +33,10 @@ class Services:
     registry: ModelRegistry
     events: JobEventHub
     drain_rates: dict[str, DrainRate] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> JobInputs:
+        return JobInputs(self.store, self.settings.results_bucket)
 
     def drain_rate(self, model: str) -> DrainRate:
         return self.drain_rates.setdefault(model, DrainRate())

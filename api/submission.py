@@ -7,6 +7,7 @@ before it does any work a refusal would waste, then ``enqueue``s.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import HTTPException, status
 
@@ -15,14 +16,18 @@ from api.backpressure import retry_after_s
 from api.deps import Services
 from yoloq import keys
 from yoloq.chunking import split_into_chunks
+from yoloq.inputs import PAGE_CHUNKS
 from yoloq.job_store import NotReplicated
+from yoloq.object_store import ObjectAccessDenied, ObjectNotFound, StorageUnavailable
 from yoloq.schemas import (
+    ChunkTask,
     ImageRef,
     InferenceParams,
     JobAccepted,
     JobStatus,
     ModelPin,
     ObjectLocation,
+    PlanSpec,
     Priority,
 )
 
@@ -103,28 +108,23 @@ def enqueue(
         assert len(images) == 1
         chunks = [chunk.model_copy(update={"inline_image": True}) for chunk in chunks]
         services.jobs.put_image(job_id, inline_image, settings.result_ttl_s)
-    try:
-        services.jobs.create(
-            job_id,
-            tenant=principal.tenant,
-            total=len(images),
-            callback_url=callback_url,
-            chunks=len(chunks),
-            model=model,
-            params=params,
-            results=ObjectLocation(bucket=settings.results_bucket, key=keys.results_key(job_id)),
-            ttl_s=settings.result_ttl_s,
-            tasks=chunks,
-            pin=pin,
-            replicas=settings.redis_replicas_to_ack,
-            replica_timeout_ms=settings.redis_replica_ack_timeout_ms,
-        )
-    except NotReplicated as error:
-        # Not durable, so not accepted: take it back rather than run a job the client
-        # was told failed.
-        log.warning("%s", error)
-        services.jobs.withdraw(job_id, model, len(images))
-        raise NotReplicatedError(error) from error
+    only_task = chunks[0] if len(chunks) == 1 else None
+    if only_task is None:
+        # What a lost chunk is sent again from; Redis keeps no image of the job.
+        _store_or_503(lambda: services.inputs.write_page(job_id, 0, images))
+    _create(
+        services,
+        principal,
+        job_id,
+        pin,
+        params,
+        priority,
+        callback_url,
+        total=len(images),
+        chunks=len(chunks),
+        only_task=only_task,
+        page_images=0 if only_task else len(chunks) * settings.chunk_size,
+    )
     try:
         for chunk in chunks:
             services.queue.send(chunk)
@@ -144,3 +144,94 @@ def enqueue(
         priority,
     )
     return JobAccepted(id=job_id, status=JobStatus.QUEUED, total=len(images), model=pin)
+
+
+def enqueue_plan(
+    services: Services,
+    principal: Principal,
+    job_id: str,
+    pin: ModelPin,
+    spec: PlanSpec,
+    params: InferenceParams,
+    priority: Priority,
+    callback_url: str | None = None,
+) -> JobAccepted:
+    """Record a prefix or manifest job as ``planning`` and send its first planning step;
+    the planner (``workers.planner``) lists its images and sends their chunks."""
+    _create(
+        services,
+        principal,
+        job_id,
+        pin,
+        params,
+        priority,
+        callback_url,
+        total=0,
+        chunks=0,
+        page_images=PAGE_CHUNKS * services.settings.chunk_size,
+        plan=spec,
+    )
+    try:
+        services.queue.send_plan(job_id, pin.id, priority)
+    except Exception as error:
+        log.exception("could not queue the planning of job %s", job_id)
+        services.jobs.withdraw(job_id, pin.id, 0)
+        raise QueueUnavailable(error) from error
+    services.metrics.jobs_submitted.labels(pin.id).inc()
+    log.info("job %s planning: %s for model %s", job_id, spec.source, pin.id)
+    return JobAccepted(id=job_id, status=JobStatus.PLANNING, total=0, model=pin)
+
+
+def _store_or_503(write: Callable[[], None]) -> None:
+    try:
+        write()
+    except (StorageUnavailable, ObjectAccessDenied, ObjectNotFound) as error:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the results bucket is unavailable: {error}",
+            headers={"Retry-After": "5"},
+        ) from error
+
+
+def _create(
+    services: Services,
+    principal: Principal,
+    job_id: str,
+    pin: ModelPin,
+    params: InferenceParams,
+    priority: Priority,
+    callback_url: str | None,
+    *,
+    total: int,
+    chunks: int,
+    page_images: int,
+    only_task: ChunkTask | None = None,
+    plan: PlanSpec | None = None,
+) -> None:
+    settings = services.settings
+    try:
+        services.jobs.create(
+            job_id,
+            tenant=principal.tenant,
+            total=total,
+            callback_url=callback_url,
+            chunks=chunks,
+            chunk_size=settings.chunk_size,
+            model=pin.id,
+            params=params,
+            priority=priority,
+            results=ObjectLocation(bucket=settings.results_bucket, key=keys.results_key(job_id)),
+            ttl_s=settings.result_ttl_s,
+            only_task=only_task,
+            page_images=page_images,
+            plan=plan,
+            pin=pin,
+            replicas=settings.redis_replicas_to_ack,
+            replica_timeout_ms=settings.redis_replica_ack_timeout_ms,
+        )
+    except NotReplicated as error:
+        # Not durable, so not accepted: take it back rather than run a job the client
+        # was told failed.
+        log.warning("%s", error)
+        services.jobs.withdraw(job_id, pin.id, total)
+        raise NotReplicatedError(error) from error

@@ -12,6 +12,8 @@ from tests.conftest import INPUT_BUCKET, RESULTS_BUCKET
 from yoloq import keys
 from yoloq.archive import ResultArchive
 from yoloq.chunking import split_into_chunks
+from yoloq.inputs import JobInputs
+from yoloq.job_results import read_items
 from yoloq.job_store import JobRecord, JobStore
 from yoloq.local_services import wait_until
 from yoloq.object_store import ObjectStore
@@ -43,23 +45,31 @@ def put_images(object_store: ObjectStore, n: int, prefix: str = "worker-test") -
 
 def submit(
     job_store: JobStore,
+    object_store: ObjectStore,
     queue: ChunkQueue,
     images: list[ImageRef],
     chunk_size: int = 4,
     ttl_s: int = 3600,
 ) -> str:
+    """As the API does (api.submission.enqueue): the images in an input page unless the
+    job is one chunk, the job, then its chunks."""
     job_id = uuid.uuid4().hex
     chunks = split_into_chunks(job_id, queue.model, images, InferenceParams(), chunk_size)
+    only_task = chunks[0] if len(chunks) == 1 else None
+    if only_task is None:
+        JobInputs(object_store, RESULTS_BUCKET).write_page(job_id, 0, images)
     job_store.create(
         job_id,
         tenant="tenant-a",
         total=len(images),
         chunks=len(chunks),
+        chunk_size=chunk_size,
         model=queue.model,
         params=InferenceParams(),
         results=ObjectLocation(bucket=RESULTS_BUCKET, key=keys.results_key(job_id)),
         ttl_s=ttl_s,
-        tasks=chunks,
+        only_task=only_task,
+        page_images=0 if only_task else len(chunks) * chunk_size,
     )
     for chunk in chunks:
         queue.send(chunk)
@@ -86,10 +96,11 @@ def check_ledger(
     assert record is not None and record.public.status.is_final, record
     total = len(images)
     assert record.public.total == record.public.done == total, record.public
-    items = job_store.items(job_id, 0, total)
-    assert all(item is not None for item in items), "an image has no result in Redis"
-    assert [(i.index, i.key) for i in items if i] == [(n, ref.key) for n, ref in enumerate(images)]
-    assert record.public.failed == sum(1 for i in items if i and i.status == "error")
+    archive = ResultArchive(object_store, RESULTS_BUCKET)
+    items = read_items(job_store, archive, job_id, 0, total, total)
+    assert len(items) == total, "an image has no result in its part"
+    assert [(i.index, i.key) for i in items] == [(n, ref.key) for n, ref in enumerate(images)]
+    assert record.public.failed == sum(1 for i in items if i.status == "error")
 
     raw = object_store.get(RESULTS_BUCKET, keys.results_key(job_id)).decode()
     lines = [json.loads(line) for line in raw.splitlines()]
@@ -98,7 +109,7 @@ def check_ledger(
     assert not doubled, f"results.jsonl repeats items {doubled}"
     assert sorted(indexes) == list(range(total)), "results.jsonl misses items"
     assert ResultArchive(object_store, RESULTS_BUCKET).read_results(job_id) == items
-    return Counter(i.status if i.error is None else i.error.code for i in items if i)
+    return Counter(i.status if i.error is None else i.error.code for i in items)
 
 
 def finished_ok(job_store: JobStore, job_id: str) -> bool:
@@ -126,5 +137,6 @@ class Tally:
         self.images += images
         self.lost += sum(1 for index in range(images) if index not in lines)
         self.duplicated += sum(n - 1 for n in lines.values()) + max(0, record.public.done - images)
-        for item in job_store.items(job_id, 0, images):
-            self.outcomes[item.error.code if item and item.error else "ok"] += 1
+        archive = ResultArchive(object_store, RESULTS_BUCKET)
+        for item in read_items(job_store, archive, job_id, 0, images, images):
+            self.outcomes[item.error.code if item.error else "ok"] += 1

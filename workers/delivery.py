@@ -96,7 +96,9 @@ def deliver_chunk(runtime: WorkerRuntime, task: ChunkTask) -> ChunkOutcome:
                 )
             items = run_chunk(runtime, task, soft_deadline)
             return retry_through_outages(
-                lambda: record_chunk(runtime, task, items), give_up, f"recording {name}"
+                lambda: record_chunk(runtime, task, start.deliveries, items),
+                give_up,
+                f"recording {name}",
             )
         finally:
             # If Redis is down this entry stays; requeuing it later is harmless.

@@ -65,8 +65,10 @@ class Heartbeat:
                 requeue_orphans(self.runtime.jobs, self.runtime.requeue, self.name, self.ttl_s)
                 sweep_lost_chunks(
                     self.runtime.jobs,
+                    self.runtime.inputs,
                     self.runtime.requeue,
                     self.runtime.settings.lost_chunk_after_s,
+                    self.runtime.send_plan,
                 )
             except Exception:
                 # Redis may be restarting; the next beat tries again.

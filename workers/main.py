@@ -163,7 +163,9 @@ def run_worker(
         keys.WEBHOOK_TASK, args=[job_id], queue=queue_for(settings)
     )
     # By each chunk's own model (ChunkQueue.send), whichever this worker serves.
-    runtime.requeue = ChunkQueue(app, next(iter(served))).send
+    sender = ChunkQueue(app, next(iter(served)))
+    runtime.requeue = sender.send
+    runtime.send_plan = sender.send_plan
     requeue_own_leftovers(jobs, runtime.requeue, hostname)
     heartbeat = Heartbeat(runtime, hostname, settings.heartbeat_interval_s)
     heartbeat.start()

@@ -16,6 +16,7 @@ from workers.images import ImageError, decode_image
 from workers.inference import BatchOutput, InferenceInput
 from workers.runtime import WorkerRuntime
 from workers.serving import ServedModel
+from yoloq.archive import PartRef
 from yoloq.job_store import ChunkCompletion, JobGone
 from yoloq.object_store import (
     ObjectAccessDenied,
@@ -220,7 +221,10 @@ def run_chunk(runtime: WorkerRuntime, task: ChunkTask, deadline: float) -> list[
     metrics.STAGE_SECONDS.labels(*model.labels, "queue").observe(queue_s)
     soft_limit_s = runtime.settings.chunk_soft_limit_s
     staging: list[Future[Staged] | None] = []
-    for ref in task.images:
+    for offset, ref in enumerate(task.images):
+        if offset in task.invalid:
+            staging.append(None)
+            continue
         # A slot per image between download and the model, shared by every chunk the
         # worker holds, bounds the decoded images waiting in memory.
         if not runtime.staging_slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
@@ -233,6 +237,10 @@ def run_chunk(runtime: WorkerRuntime, task: ChunkTask, deadline: float) -> list[
     items = []
     for offset, (ref, future) in enumerate(zip(task.images, staging, strict=True)):
         index = task.start + offset
+        if offset in task.invalid:
+            error = ItemError(code=ItemErrorCode.INVALID_INPUT, message=task.invalid[offset])
+            items.append(model.new_item(index, ref, status="error", error=error))
+            continue
         try:
             if future is None:
                 raise FutureTimeout
@@ -264,7 +272,8 @@ def final_status(job: JobPublic) -> JobStatus:
 def finalize_job(
     runtime: WorkerRuntime, job_id: str, known: dict[int, list[ResultItem]] | None = None
 ) -> None:
-    """Merge results into results.jsonl, set the final status, write the manifest.
+    """Join the parts into results.jsonl, set the final status, write the manifest.
+    ``known``: a job of one chunk's items, which have no part.
 
     Every step is idempotent, so a redelivered last chunk simply does it again.
     """
@@ -272,7 +281,10 @@ def finalize_job(
     if record is None:
         log.warning("job %s expired before it could be finalized", job_id)
         return
-    runtime.archive.write_results(job_id, record.chunks, known)
+    parts = runtime.jobs.counted_parts(job_id) if not known else {}
+    runtime.archive.write_results(job_id, record.chunks, parts, known)
+    if parts:
+        runtime.archive.write_parts_index(job_id, record.chunk_size, parts)
     runtime.jobs.finish(job_id, final_status(record.public))
     record = runtime.jobs.get(job_id)
     assert record is not None
@@ -282,9 +294,18 @@ def finalize_job(
         runtime.on_job_finished(job_id)
 
 
-def _counted_items(runtime: WorkerRuntime, task: ChunkTask) -> list[ResultItem]:
-    window = runtime.jobs.items(task.job_id, task.start, len(task.images))
-    return [item for item in window if item is not None]
+def _has_one_chunk(task: ChunkTask) -> bool:
+    """A job of one chunk keeps its items in Redis and writes no part: results.jsonl is
+    written from them right after the count (one PUT less per small job), and if the
+    worker dies in between, the redelivery finds them in Redis."""
+    return task.job_chunks == 1
+
+
+def _counted_items(runtime: WorkerRuntime, task: ChunkTask, part: PartRef) -> list[ResultItem]:
+    if _has_one_chunk(task):
+        window = runtime.jobs.items(task.job_id, task.start, len(task.images))
+        return [item for item in window if item is not None]
+    return runtime.archive.read_part(task.job_id, task.chunk, part.delivery)
 
 
 def _outcome(task: ChunkTask, items: list[ResultItem], completion: ChunkCompletion) -> ChunkOutcome:
@@ -307,30 +328,41 @@ def _labels(runtime: WorkerRuntime, task: ChunkTask) -> tuple[str, str]:
     return model.labels if model else (task.model, "")
 
 
-def record_chunk(runtime: WorkerRuntime, task: ChunkTask, items: list[ResultItem]) -> ChunkOutcome:
-    """Record a chunk's results: the part in S3 first, then the count in Redis, so
-    whenever Redis says a chunk of a job still running is done, its part is in S3.
+def _finalize_if_complete(
+    runtime: WorkerRuntime, task: ChunkTask, items: list[ResultItem], completion: ChunkCompletion
+) -> None:
+    if completion.job_complete:
+        known = {task.chunk: items} if _has_one_chunk(task) else None
+        finalize_job(runtime, task.job_id, known)
 
-    Two deliveries running at once both write the part, but only one is counted; the
-    other then rewrites the part from what was counted, so S3 and Redis hold the same
-    results. A job cancelled while its chunk ran gets nothing written. Safe to repeat.
+
+def record_chunk(
+    runtime: WorkerRuntime, task: ChunkTask, delivery: int, items: list[ResultItem]
+) -> ChunkOutcome:
+    """Record a chunk's results: the part in S3 first, then the count in Redis, so
+    whenever Redis says a chunk is done its part is in S3.
+
+    The part is named by ``delivery`` (this delivery's number, from ``start_chunk``), and
+    the count records which part it took: two deliveries running at once write two parts,
+    one is counted, and the other deletes its own. A job cancelled while its chunk ran
+    gets nothing written. Safe to repeat.
     """
     if runtime.jobs.is_cancelled(task.job_id):
         return skipped(task)
     uploading = time.perf_counter()
-    # A job of one chunk needs no part: results.jsonl is written from these items right
-    # after the count, and if this worker dies in between, the redelivery finds the items
-    # in Redis. One PUT less per small job.
-    if task.job_chunks != 1:
-        runtime.archive.write_part(task.job_id, task.chunk, items)
+    one_chunk = _has_one_chunk(task)
+    size = 0 if one_chunk else runtime.archive.write_part(task.job_id, task.chunk, delivery, items)
+    part = PartRef(delivery, size)
     try:
-        completion = runtime.jobs.complete_chunk(task.job_id, task.model, task.chunk, items)
+        completion = runtime.jobs.complete_chunk(task, part, items, keep_items=one_chunk)
     except JobGone:
         log.warning("job %s expired while chunk %d ran; dropped", task.job_id, task.chunk)
         return skipped(task)
-    if not completion.newly_counted and not completion.cancelled:
-        items = _counted_items(runtime, task)
-        runtime.archive.write_part(task.job_id, task.chunk, items)
+    counted = completion.part_counted
+    if not completion.newly_counted and not completion.cancelled and counted is not None:
+        if not one_chunk and counted.delivery != delivery:
+            runtime.archive.delete_part(task.job_id, task.chunk, delivery)
+        items = _counted_items(runtime, task, counted)
     labels = _labels(runtime, task)
     metrics.STAGE_SECONDS.labels(*labels, "upload").observe(time.perf_counter() - uploading)
     outcome = _outcome(task, items, completion)
@@ -340,24 +372,23 @@ def record_chunk(runtime: WorkerRuntime, task: ChunkTask, items: list[ResultItem
         runtime.stats.count_images(outcome.images)
         metrics.IMAGES.labels(*labels, "ok").inc(outcome.images - outcome.errors)
         metrics.IMAGES.labels(*labels, "error").inc(outcome.errors)
-    if completion.job_complete:
-        finalize_job(runtime, task.job_id, known={task.chunk: items})
+    _finalize_if_complete(runtime, task, items, completion)
     return outcome
 
 
 def rerecord_counted(runtime: WorkerRuntime, task: ChunkTask) -> ChunkOutcome:
-    """A redelivered chunk that was counted already is not run again: its part is
-    rewritten from the counted results (repairing it if it went missing, for one PUT) and
-    the job finalised if complete, in case the first delivery died before doing so."""
+    """A redelivered chunk that was counted already is not run again: its job is
+    finalised if complete, in case the first delivery died before doing so."""
     log.info("job %s chunk %d was already recorded; not run again", task.job_id, task.chunk)
-    items = _counted_items(runtime, task)
-    runtime.archive.write_part(task.job_id, task.chunk, items)
     try:
-        completion = runtime.jobs.complete_chunk(task.job_id, task.model, task.chunk, items)
+        # Counts nothing (the chunk is counted); answers how far the job is.
+        completion = runtime.jobs.complete_chunk(task, PartRef(0, 0), [])
     except JobGone:
         return skipped(task)
-    if completion.job_complete:
-        finalize_job(runtime, task.job_id, known={task.chunk: items})
+    if completion.cancelled or completion.part_counted is None:
+        return skipped(task)
+    items = _counted_items(runtime, task, completion.part_counted)
+    _finalize_if_complete(runtime, task, items, completion)
     return _outcome(task, items, completion)
 
 
@@ -380,7 +411,7 @@ def record_poison(
         model.new_item(task.start + offset, ref, status="error", error=error)
         for offset, ref in enumerate(task.images)
     ]
-    outcome = record_chunk(runtime, task, items)
+    outcome = record_chunk(runtime, task, deliveries, items)
     if outcome.newly_counted:
         runtime.jobs.add_dead_letter(
             DeadLetter(

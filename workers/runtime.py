@@ -15,6 +15,7 @@ from workers.inference import BatchOutput, InferenceInput
 from workers.serving import ServedModel
 from workers.watchdog import Watchdog
 from yoloq.archive import ResultArchive
+from yoloq.inputs import JobInputs
 from yoloq.job_store import JobStore
 from yoloq.object_store import ObjectStore
 from yoloq.schemas import ChunkTask
@@ -67,7 +68,13 @@ class WorkerRuntime:
     """Called once a job's final status and files are written (sends its webhook)."""
     requeue: Callable[[ChunkTask], None] = lambda task: None
     """Sends a chunk back to its queue (a dead worker's, found in its in-flight list)."""
+    send_plan: Callable[[str, str, str, float], None] = lambda job, model, priority, after: None
+    """Sends a planning step of a job (``ChunkQueue.send_plan``)."""
     started_at: float = field(default_factory=time.time)
+
+    @property
+    def inputs(self) -> JobInputs:
+        return JobInputs(self.store, self.settings.results_bucket)
 
     @property
     def max_batch(self) -> int:

@@ -9,7 +9,8 @@ across 20 kills.
 So one worker at a time (holding a lock) looks at the jobs submitted at least
 ``YOLOQ_LOST_CHUNK_AFTER_S`` ago that have not finished. A chunk that is not counted, not
 held by a worker, not unacknowledged and not waiting in a queue is sent again from the
-task the API stored with the job. Places are read in the order a chunk moves through them
+job's inputs (the task itself for a job of one chunk, else its page of images in S3,
+``yoloq.inputs``). Places are read in the order a chunk moves through them
 (queue, then held, then counted), so a chunk moving on while it looks is still seen; one
 moving back (redelivered) may be sent needlessly, which only makes a duplicate, and
 duplicates are recorded once. With a long backlog the queues are not read (it would cost
@@ -26,8 +27,9 @@ import redis
 
 from workers import metrics
 from yoloq import keys
-from yoloq.job_store import JobStore
-from yoloq.schemas import ChunkTask
+from yoloq.inputs import JobInputs
+from yoloq.job_store import JobRecord, JobStore
+from yoloq.schemas import ChunkTask, ImageRef, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +50,53 @@ def queued_chunks(client: redis.Redis[str], lists: list[str]) -> set[str] | None
     return _chunk_names([raw for name in lists for raw in client.lrange(name, 0, -1)])
 
 
+def chunks_somewhere(jobs: JobStore, models: set[str]) -> set[str] | None:
+    """``job_id:chunk`` of every chunk of ``models`` queued, held in flight or
+    unacknowledged; None with too long a backlog to read."""
+    lists = sorted({name for model in models for name in keys.priority_queues(model)})
+    queued = queued_chunks(jobs.redis, lists)
+    if queued is None:
+        return None
+    return queued | jobs.all_inflight() | _chunk_names(jobs.redis.hvals(KOMBU_UNACKED))
+
+
+def send_missing(
+    jobs: JobStore,
+    inputs: JobInputs,
+    send: Callable[[ChunkTask], None],
+    record: JobRecord,
+    chunks: range,
+    somewhere: set[str],
+) -> list[int]:
+    """Send again each chunk of ``chunks`` not counted and not ``somewhere``, rebuilt from
+    the job's inputs; returns them."""
+    counted = jobs.counted_chunks(record.public.id)
+    missing = [
+        chunk
+        for chunk in chunks
+        if chunk not in counted and keys.chunk_id(record.public.id, chunk) not in somewhere
+    ]
+    pages: dict[int, tuple[list[ImageRef], dict[int, str]]] = {}
+    for chunk in missing:
+        if record.only_task is not None:
+            send(record.only_task)
+            continue
+        number = inputs.page_of(record, chunk)
+        if number not in pages:
+            pages[number] = inputs.read_page(record.public.id, number)
+        send(inputs.chunk_task(record, chunk, pages[number]))
+    return missing
+
+
 def sweep_lost_chunks(
-    jobs: JobStore, send: Callable[[ChunkTask], None], lost_after_s: float
+    jobs: JobStore,
+    inputs: JobInputs,
+    send: Callable[[ChunkTask], None],
+    lost_after_s: float,
+    send_plan: Callable[[str, str, str, float], None] = lambda *_: None,
 ) -> int:
-    """Send again every chunk lost by the broker; returns how many."""
+    """Send again every chunk lost by the broker, and a planning step for a job whose
+    planner has made no progress for ``lost_after_s``; returns the chunks sent."""
     if not jobs.take_sweep_lock(max(1.0, lost_after_s / 4)):
         return 0
     records = {}
@@ -63,27 +108,25 @@ def sweep_lost_chunks(
             records[job_id] = record
     if not records:
         return 0
-    lists = sorted({name for r in records.values() for name in keys.priority_queues(r.model)})
-    queued = queued_chunks(jobs.redis, lists)
-    if queued is None:
+    somewhere = chunks_somewhere(jobs, {record.model for record in records.values()})
+    if somewhere is None:
         log.info("more than %d chunks queued; not looking for lost ones now", MAX_QUEUED_TO_READ)
         return 0
-    somewhere = queued | jobs.all_inflight() | _chunk_names(jobs.redis.hvals(KOMBU_UNACKED))
     resent = 0
     for job_id, record in records.items():
-        counted = jobs.counted_chunks(job_id)
-        lost = [
-            chunk
-            for chunk in range(record.chunks)
-            if chunk not in counted and keys.chunk_id(job_id, chunk) not in somewhere
-        ]
-        if not lost:
-            continue
-        tasks = jobs.chunk_tasks(job_id)
-        for chunk in lost:
-            if chunk in tasks:
-                send(tasks[chunk])
-                resent += 1
-        log.warning("job %s: chunks %s were lost by the broker; sent again", job_id, lost)
+        sent_up_to = record.chunks
+        if record.public.status == JobStatus.PLANNING:
+            state = jobs.plan_state(job_id)
+            if state is None:
+                continue
+            # Chunks of a page the planner counted but has not sent are the planner's.
+            sent_up_to = state.chunks_sent
+            if state.planner_beat < time.time() - lost_after_s:
+                log.warning("job %s: its planner stopped; planning goes on", job_id)
+                send_plan(job_id, record.model, record.priority, 0)
+        lost = send_missing(jobs, inputs, send, record, range(sent_up_to), somewhere)
+        if lost:
+            resent += len(lost)
+            log.warning("job %s: chunks %s were lost by the broker; sent again", job_id, lost)
     metrics.LOST_CHUNKS.inc(resent)
     return resent

@@ -12,11 +12,14 @@ from celery.worker.request import Request
 
 from workers import runtime
 from workers.delivery import HandBack, deliver_chunk
+from workers.planner import plan_step
 from workers.webhook import WebhookFailed, backoff_s, deliver
 from yoloq import keys
 from yoloq.schemas import ChunkTask
 
 log = logging.getLogger(__name__)
+
+PLAN_RETRY_S = 5.0
 
 
 def register_tasks(app: Celery) -> None:
@@ -44,6 +47,18 @@ def register_tasks(app: Celery) -> None:
                 return False
             log.warning("job %s: webhook attempt %d failed: %s", job_id, attempt, error)
             raise self.retry(countdown=backoff_s(attempt), exc=error) from error
+
+    @app.task(name=keys.PLAN_TASK, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
+    def plan_job(job_id: str) -> None:
+        worker = runtime.current()
+        try:
+            plan_step(worker, job_id)
+        except Exception:
+            # Redis or S3 away: try again shortly. The step is safe to repeat.
+            log.exception("job %s: a planning step failed; trying again", job_id)
+            record = worker.jobs.get(job_id)
+            if record is not None:
+                worker.send_plan(job_id, record.model, record.priority, PLAN_RETRY_S)
 
     @app.task(name=keys.INFER_TASK, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
     def infer_chunk(message: dict[str, Any]) -> dict[str, Any]:

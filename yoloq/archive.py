@@ -2,20 +2,41 @@
 
 Layout (keys in ``yoloq.keys``)::
 
-    jobs/{id}/parts/{chunk:06d}.jsonl   one per chunk, written before the chunk is counted
-    jobs/{id}/results.jsonl             every item in submission order, written at the end
-    jobs/{id}/manifest.json             the job's final state, written at the end
+    jobs/{id}/parts/{chunk:06d}-{delivery}.jsonl   a chunk's items, written before it is counted
+    jobs/{id}/parts.json                           which part holds each chunk, at the end
+    jobs/{id}/results.jsonl                        every item in submission order, at the end
+    jobs/{id}/manifest.json                        the job's final state, at the end
+
+Items live only here (a job of one chunk also keeps its few in Redis while the TTL lasts):
+a page of results is read from the parts that cover it, found by arithmetic, and
+results.jsonl is assembled from the parts by a multipart upload, so no process ever holds
+a whole job's results.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
 from yoloq import keys
-from yoloq.object_store import ObjectStore
+from yoloq.object_store import ObjectNotFound, ObjectStore
 from yoloq.results import ResultItem, parse_item
 from yoloq.schemas import Manifest
 
+MIN_COPY_BYTES = 5 * 1024 * 1024
+"""S3's smallest multipart part but the last: a part this large is copied inside S3."""
+UPLOAD_PART_BYTES = 8 * 1024 * 1024
+"""Smaller parts are downloaded and joined into upload parts of about this size."""
+FETCH_THREADS = 16
+CACHED_PARTS = 256
 
-def _to_jsonl(items: list[ResultItem]) -> bytes:
+
+def to_jsonl(items: list[ResultItem]) -> bytes:
     return b"".join(item.model_dump_json().encode() + b"\n" for item in items)
 
 
@@ -23,38 +44,161 @@ def _from_jsonl(data: bytes) -> list[ResultItem]:
     return [parse_item(line) for line in data.splitlines() if line.strip()]
 
 
+@dataclass(frozen=True)
+class PartRef:
+    """The part that holds a counted chunk: the delivery that wrote it, and its size."""
+
+    delivery: int
+    size: int
+
+    def encode(self) -> str:
+        return f"{self.delivery}:{self.size}"
+
+    @classmethod
+    def decode(cls, value: str) -> PartRef:
+        delivery, _, size = value.partition(":")
+        return cls(int(delivery), int(size or 0))
+
+
+class PartsIndex(BaseModel):
+    """``parts.json``: where each chunk's items are, once Redis has forgotten the job."""
+
+    chunk_size: int
+    parts: dict[int, str]
+    """Chunk -> ``PartRef.encode()``; a chunk not counted (a cancelled job) is missing."""
+
+
 class ResultArchive:
     def __init__(self, store: ObjectStore, bucket: str) -> None:
         self.store = store
         self.bucket = bucket
+        self._fetchers = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="yoloq-parts")
+        # A counted part never changes (its key names the delivery that wrote it), so a
+        # cache of them is never stale.
+        self._cache: OrderedDict[str, list[ResultItem]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
-    def write_part(self, job_id: str, chunk: int, items: list[ResultItem]) -> None:
+    # Parts
+
+    def write_part(self, job_id: str, chunk: int, delivery: int, items: list[ResultItem]) -> int:
+        """Returns the part's size in bytes."""
+        data = to_jsonl(items)
+        key = keys.result_part_key(job_id, chunk, delivery)
+        self.store.put(self.bucket, key, data, "application/jsonl")
+        return len(data)
+
+    def delete_part(self, job_id: str, chunk: int, delivery: int) -> None:
+        self.store.delete(self.bucket, keys.result_part_key(job_id, chunk, delivery))
+
+    def read_part(self, job_id: str, chunk: int, delivery: int) -> list[ResultItem]:
+        key = keys.result_part_key(job_id, chunk, delivery)
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        items = _from_jsonl(self.store.get(self.bucket, key))
+        with self._cache_lock:
+            self._cache[key] = items
+            while len(self._cache) > CACHED_PARTS:
+                self._cache.popitem(last=False)
+        return items
+
+    def read_items(
+        self, job_id: str, offset: int, limit: int, chunk_size: int, parts: dict[int, PartRef]
+    ) -> list[ResultItem]:
+        """Items ``offset`` .. ``offset + limit - 1`` from the parts that hold them, in
+        order, stopping at the first chunk not counted yet. Item ``i`` is in chunk
+        ``i // chunk_size``."""
+        if limit <= 0:
+            return []
+        first, last = offset // chunk_size, (offset + limit - 1) // chunk_size
+        wanted = []
+        for chunk in range(first, last + 1):
+            if chunk not in parts:
+                break
+            wanted.append(chunk)
+        loaded = self._fetchers.map(
+            lambda chunk: self.read_part(job_id, chunk, parts[chunk].delivery), wanted
+        )
+        items = [item for part in loaded for item in part]
+        skip = offset - first * chunk_size
+        return items[skip : skip + limit]
+
+    def write_parts_index(self, job_id: str, chunk_size: int, parts: dict[int, PartRef]) -> None:
+        index = PartsIndex(chunk_size=chunk_size, parts={c: p.encode() for c, p in parts.items()})
         self.store.put(
-            self.bucket, keys.result_part_key(job_id, chunk), _to_jsonl(items), "application/jsonl"
+            self.bucket,
+            keys.parts_index_key(job_id),
+            index.model_dump_json().encode(),
+            "application/json",
         )
 
-    def read_part(self, job_id: str, chunk: int) -> list[ResultItem]:
-        return _from_jsonl(self.store.get(self.bucket, keys.result_part_key(job_id, chunk)))
+    def read_parts_index(self, job_id: str) -> tuple[int, dict[int, PartRef]] | None:
+        data = self.store.get_if_exists(self.bucket, keys.parts_index_key(job_id))
+        if data is None:
+            return None
+        index = PartsIndex.model_validate_json(data)
+        return index.chunk_size, {c: PartRef.decode(p) for c, p in index.parts.items()}
+
+    # results.jsonl
 
     def write_results(
-        self, job_id: str, chunks: int, known: dict[int, list[ResultItem]] | None = None
-    ) -> int:
-        """Merge every part, in chunk order, into results.jsonl; returns the item count.
+        self,
+        job_id: str,
+        chunks: int,
+        parts: dict[int, PartRef],
+        known: dict[int, list[ResultItem]] | None = None,
+    ) -> None:
+        """Join every chunk's items, in chunk order, into results.jsonl.
 
-        ``known`` holds parts the caller already has in memory, which are not read back.
-        """
+        A multipart upload: parts of at least 5 MiB are copied inside S3 (UploadPartCopy),
+        smaller ones are fetched (many at once) and joined into upload parts of about
+        8 MiB, so memory holds a few parts, never the job. ``known``: chunks the caller
+        has in memory (a job of one chunk, which has no part)."""
         known = known or {}
-        items = [
-            item
-            for chunk in range(chunks)
-            for item in (known[chunk] if chunk in known else self.read_part(job_id, chunk))
-        ]
-        self.store.put(self.bucket, keys.results_key(job_id), _to_jsonl(items), "application/jsonl")
-        return len(items)
+        missing = [c for c in range(chunks) if c not in known and c not in parts]
+        if missing:
+            raise ObjectNotFound(f"job {job_id}: chunks {missing[:10]} have no counted part")
+        joined = {chunk: to_jsonl(items) for chunk, items in known.items()}
+        plan = _plan_upload(chunks, {c: len(d) for c, d in joined.items()}, parts)
+        fetched = self._fetched(job_id, [c for c, how in plan if how == "fetch"], parts)
+        writer = _MultipartWriter(self.store, self.bucket, keys.results_key(job_id))
+        try:
+            for chunk, how in plan:
+                if how == "known":
+                    writer.add(joined[chunk])
+                elif how == "copy":
+                    writer.copy(keys.result_part_key(job_id, chunk, parts[chunk].delivery))
+                else:
+                    writer.add(next(fetched))
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def _fetched(
+        self, job_id: str, chunks: list[int], parts: dict[int, PartRef]
+    ) -> Iterator[bytes]:
+        """The parts' bytes in order, fetched up to 2 x FETCH_THREADS ahead."""
+
+        def fetch(chunk: int) -> bytes:
+            return self.store.get(
+                self.bucket, keys.result_part_key(job_id, chunk, parts[chunk].delivery)
+            )
+
+        ahead: deque[Future[bytes]] = deque()
+        for chunk in chunks:
+            ahead.append(self._fetchers.submit(fetch, chunk))
+            if len(ahead) > 2 * FETCH_THREADS:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
 
     def read_results(self, job_id: str) -> list[ResultItem] | None:
         data = self.store.get_if_exists(self.bucket, keys.results_key(job_id))
         return None if data is None else _from_jsonl(data)
+
+    # The manifest
 
     def write_manifest(self, manifest: Manifest) -> None:
         self.store.put(
@@ -67,3 +211,75 @@ class ResultArchive:
     def read_manifest(self, job_id: str) -> Manifest | None:
         data = self.store.get_if_exists(self.bucket, keys.manifest_key(job_id))
         return None if data is None else Manifest.model_validate_json(data)
+
+
+def _plan_upload(
+    chunks: int, known_sizes: dict[int, int], parts: dict[int, PartRef]
+) -> list[tuple[int, str]]:
+    """How each chunk reaches results.jsonl: ``known`` (in memory), ``copy`` (inside S3)
+    or ``fetch``; decided ahead, from the sizes, so the fetches can start at once. Follows
+    ``_MultipartWriter``: a buffer is flushed when it reaches UPLOAD_PART_BYTES or before
+    a copy, and a part is copied only if what is buffered could be a part of its own."""
+    plan = []
+    buffered = 0
+    for chunk in range(chunks):
+        size = known_sizes[chunk] if chunk in known_sizes else parts[chunk].size
+        if chunk not in known_sizes and _copies(size, buffered):
+            plan.append((chunk, "copy"))
+            buffered = 0
+            continue
+        plan.append((chunk, "known" if chunk in known_sizes else "fetch"))
+        buffered += size
+        if buffered >= UPLOAD_PART_BYTES:
+            buffered = 0
+    return plan
+
+
+def _copies(size: int, buffered: int) -> bool:
+    return size >= MIN_COPY_BYTES and (buffered == 0 or buffered >= MIN_COPY_BYTES)
+
+
+class _MultipartWriter:
+    """One object from pieces: one PUT when it stays small, a multipart upload if not."""
+
+    def __init__(self, store: ObjectStore, bucket: str, key: str) -> None:
+        self.store, self.bucket, self.key = store, bucket, key
+        self.buffer = bytearray()
+        self.upload: str | None = None
+        self.etags: list[str] = []
+
+    def _started(self) -> str:
+        if self.upload is None:
+            self.upload = self.store.start_multipart(self.bucket, self.key, "application/jsonl")
+        return self.upload
+
+    def _flush(self) -> None:
+        if self.buffer:
+            number = len(self.etags) + 1
+            upload = self._started()
+            self.etags.append(
+                self.store.upload_part(self.bucket, self.key, upload, number, bytes(self.buffer))
+            )
+            self.buffer.clear()
+
+    def add(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) >= UPLOAD_PART_BYTES:
+            self._flush()
+
+    def copy(self, source_key: str) -> None:
+        self._flush()
+        upload = self._started()
+        number = len(self.etags) + 1
+        self.etags.append(self.store.copy_part(self.bucket, self.key, upload, number, source_key))
+
+    def finish(self) -> None:
+        if self.upload is None:
+            self.store.put(self.bucket, self.key, bytes(self.buffer), "application/jsonl")
+            return
+        self._flush()
+        self.store.complete_multipart(self.bucket, self.key, self.upload, self.etags)
+
+    def abort(self) -> None:
+        if self.upload is not None:
+            self.store.abort_multipart(self.bucket, self.key, self.upload)

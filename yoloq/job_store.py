@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
+from typing import Any, cast
 
 import redis
 
 from yoloq import keys, redis_connection
+from yoloq.archive import PartRef
 from yoloq.results import ResultItem, parse_item
 from yoloq.schemas import (
     ChunkTask,
@@ -27,6 +29,8 @@ from yoloq.schemas import (
     Manifest,
     ModelPin,
     ObjectLocation,
+    PlanSpec,
+    Priority,
     WorkerHeartbeat,
 )
 
@@ -54,6 +58,44 @@ class JobRecord:
     model: str
     params: InferenceParams
     chunks: int
+    chunk_size: int
+    page_images: int
+    priority: Priority
+    only_task: ChunkTask | None
+    """A job of one chunk keeps its task; other jobs keep their images in input pages."""
+
+    @classmethod
+    def of(cls, job_id: str, fields: Mapping[Any, Any]) -> JobRecord:
+        """From the job hash's fields, as read (strings) or as written."""
+        text = {str(name): str(value) for name, value in fields.items()}
+        public = JobPublic(
+            id=job_id,
+            status=JobStatus(text["status"]),
+            total=int(text["total"]),
+            done=int(text["done"]),
+            failed=int(text["failed"]),
+            created_at=datetime.fromtimestamp(float(text["created_at"]), tz=UTC),
+            started_at=_timestamp(text.get("started_at")),
+            finished_at=_timestamp(text.get("finished_at")),
+            results=ObjectLocation(bucket=text["results_bucket"], key=text["results_key"]),
+            model=ModelPin.model_validate_json(text["pin"]) if text.get("pin") else None,
+            planned_at=_timestamp(text.get("planned_at")),
+            truncated=text.get("truncated") == "1",
+        )
+        return cls(
+            public=public,
+            tenant=text["tenant"],
+            callback_url=text.get("callback_url") or None,
+            model=text["model"],
+            params=InferenceParams.model_validate_json(text["params"]),
+            chunks=int(text["chunks"]),
+            chunk_size=int(text.get("chunk_size") or 0),
+            page_images=int(text.get("page_images") or 0),
+            priority=cast(Priority, text.get("priority") or "normal"),
+            only_task=(
+                ChunkTask.model_validate_json(text["only_task"]) if text.get("only_task") else None
+            ),
+        )
 
     def manifest(self) -> Manifest:
         """The durable record written to S3 when the job ends."""
@@ -67,15 +109,31 @@ class JobRecord:
 
 
 @dataclass(frozen=True)
+class PlanState:
+    record: JobRecord
+    spec: PlanSpec
+    pages: int
+    """Input pages listed and counted so far."""
+    cursor: str
+    """Where listing goes on: the last key listed, or a manifest's byte offset and line."""
+    chunks_sent: int
+    planner_beat: float
+    """When a planner last made progress (unix seconds)."""
+
+
+@dataclass(frozen=True)
 class ChunkCompletion:
     newly_counted: bool
     chunks_done: int
     chunks_total: int
+    """0 while the job is still being planned: it cannot be complete yet."""
+    part_counted: PartRef | None = None
+    """The part that holds the chunk's results."""
     cancelled: bool = False
 
     @property
     def job_complete(self) -> bool:
-        return not self.cancelled and self.chunks_done >= self.chunks_total
+        return not self.cancelled and 0 < self.chunks_total <= self.chunks_done
 
 
 @dataclass(frozen=True)
@@ -108,6 +166,8 @@ class JobStore:
         self._finish_job = client.register_script(_lua_publishing("finish_job"))
         self._cancel_job = client.register_script(_lua_publishing("cancel_job"))
         self._start_chunk = client.register_script(_lua_publishing("start_chunk"))
+        self._plan_page = client.register_script(_lua_publishing("plan_page"))
+        self._finish_planning = client.register_script(_lua_publishing("finish_planning"))
         self._claim_inflight = client.register_script(_lua("claim_inflight"))
         self.raw = raw
 
@@ -140,27 +200,39 @@ class JobStore:
         total: int,
         callback_url: str | None = None,
         chunks: int,
+        chunk_size: int,
         model: str,
         params: InferenceParams,
+        priority: Priority = "normal",
         results: ObjectLocation,
         ttl_s: int,
-        tasks: list[ChunkTask] | None = None,
+        only_task: ChunkTask | None = None,
+        page_images: int = 0,
+        plan: PlanSpec | None = None,
         pin: ModelPin | None = None,
         replicas: int = 0,
         replica_timeout_ms: int = 1000,
     ) -> JobRecord:
         """Record a new job. With ``replicas``, only once that many replicas have it:
         a failover to one of them cannot forget a job the API answered 202 for
-        (``NotReplicated`` otherwise, with the job written on the master only)."""
+        (``NotReplicated`` otherwise, with the job written on the master only).
+
+        What lets a lost chunk be sent again: a job of one chunk keeps its task here
+        (``only_task``); any other job's images are in input pages in S3 of
+        ``page_images`` each. A job with a ``plan`` starts ``planning``, with nothing
+        counted: the planner adds its pages as it lists them."""
         now = time.time()
         key = self.keys.job(job_id)
         fields: dict[str | bytes, bytes | float | int | str] = {
             "id": job_id,
-            "status": JobStatus.QUEUED.value,
+            "status": (JobStatus.PLANNING if plan else JobStatus.QUEUED).value,
             "total": total,
             "done": 0,
             "failed": 0,
             "chunks": chunks,
+            "chunk_size": chunk_size,
+            "page_images": page_images,
+            "priority": priority,
             "created_at": repr(now),
             "tenant": tenant,
             "callback_url": callback_url or "",
@@ -169,7 +241,15 @@ class JobStore:
             "params": params.model_dump_json(),
             "results_bucket": results.bucket,
             "results_key": results.key,
+            "only_task": only_task.model_dump_json() if only_task else "",
         }
+        if plan:
+            fields |= {
+                "plan": plan.model_dump_json(),
+                "pages": 0,
+                "cursor": "",
+                "planner_beat": now,
+            }
         # MULTI/EXEC by hand, so that WAIT follows on the same connection: WAIT counts the
         # replicas that have this connection's writes, and inside MULTI it would not wait.
         pipe = self.redis.pipeline(transaction=False)
@@ -178,11 +258,7 @@ class JobStore:
         pipe.hset(key, mapping=fields)
         pipe.expire(key, ttl_s)
         pipe.incrby(self.keys.queued_images(model), total)
-        if tasks:
-            tasks_key = self.keys.job_tasks(job_id)
-            pipe.hset(tasks_key, mapping={str(t.chunk): t.model_dump_json() for t in tasks})
-            pipe.expire(tasks_key, ttl_s)
-            pipe.zadd(self.keys.active_jobs(), {job_id: now})
+        pipe.zadd(self.keys.active_jobs(), {job_id: now})
         command("EXEC")
         if replicas:
             command("WAIT", replicas, replica_timeout_ms)
@@ -193,9 +269,7 @@ class JobStore:
             raise failed[0]
         if replicas and int(replies[-1]) < replicas:
             raise NotReplicated(job_id, int(replies[-1]), replicas)
-        record = self.get(job_id)
-        assert record is not None
-        return record
+        return JobRecord.of(job_id, fields)
 
     def put_image(self, job_id: str, data: bytes, ttl_s: int) -> None:
         """Hold a one-image job's bytes for its worker (``ChunkTask.inline_image``)."""
@@ -209,28 +283,67 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRecord | None:
         fields = self.redis.hgetall(self.keys.job(job_id))
-        if not fields:
+        return JobRecord.of(job_id, fields) if fields else None
+
+    def plan_state(self, job_id: str) -> PlanState | None:
+        """Where the planner of a prefix or manifest job is; None unless the job is
+        still planning."""
+        fields = self.redis.hgetall(self.keys.job(job_id))
+        if fields.get("status") != JobStatus.PLANNING.value:
             return None
-        public = JobPublic(
-            id=fields["id"],
-            status=JobStatus(fields["status"]),
-            total=int(fields["total"]),
-            done=int(fields["done"]),
-            failed=int(fields["failed"]),
-            created_at=datetime.fromtimestamp(float(fields["created_at"]), tz=UTC),
-            started_at=_timestamp(fields.get("started_at")),
-            finished_at=_timestamp(fields.get("finished_at")),
-            results=ObjectLocation(bucket=fields["results_bucket"], key=fields["results_key"]),
-            model=ModelPin.model_validate_json(fields["pin"]) if fields.get("pin") else None,
+        return PlanState(
+            record=JobRecord.of(job_id, fields),
+            spec=PlanSpec.model_validate_json(fields["plan"]),
+            pages=int(fields["pages"]),
+            cursor=fields["cursor"],
+            chunks_sent=int(fields.get("chunks_sent") or 0),
+            planner_beat=float(fields["planner_beat"]),
         )
-        return JobRecord(
-            public=public,
-            tenant=fields["tenant"],
-            callback_url=fields.get("callback_url") or None,
-            model=fields["model"],
-            params=InferenceParams.model_validate_json(fields["params"]),
-            chunks=int(fields["chunks"]),
+
+    def plan_page(
+        self, job_id: str, model: str, page: int, images: int, chunks: int, cursor: str
+    ) -> str:
+        """Count a page the planner listed: ``planned``, ``stale`` (counted already), or
+        the status of a job no longer planning."""
+        result = self._plan_page(
+            keys=[self.keys.job(job_id), self.keys.queued_images(model), self.keys.job_events()],
+            args=[page, images, chunks, cursor, repr(time.time())],
         )
+        if not result:
+            raise JobGone(f"job {job_id} is not in Redis (expired or never created)")
+        return str(result)
+
+    def chunks_sent(self, job_id: str, chunks: int) -> None:
+        """The planner has sent the job's chunks up to ``chunks``."""
+        self.redis.hset(
+            self.keys.job(job_id), mapping={"chunks_sent": chunks, "planner_beat": time.time()}
+        )
+
+    def finish_planning(self, job_id: str, truncated: bool) -> tuple[JobStatus, bool]:
+        """Every image is listed: the status that stands, and whether every chunk was
+        counted already."""
+        status, complete = self._finish_planning(
+            keys=[self.keys.job(job_id), self.keys.job_chunks_done(job_id), self.keys.job_events()],
+            args=[repr(time.time()), "1" if truncated else "0"],
+        )
+        if not status:
+            raise JobGone(f"job {job_id} is not in Redis (expired or never created)")
+        return JobStatus(status), bool(complete)
+
+    def take_planner_lock(self, job_id: str, holder: str, hold_s: float) -> bool:
+        """One planner per job; the holder renews it while it lists."""
+        key = self.keys.job_planner(job_id)
+        if self.redis.set(key, holder, nx=True, px=int(hold_s * 1000)):
+            return True
+        if self.redis.get(key) == holder:
+            self.redis.pexpire(key, int(hold_s * 1000))
+            return True
+        return False
+
+    def release_planner_lock(self, job_id: str, holder: str) -> None:
+        key = self.keys.job_planner(job_id)
+        if self.redis.get(key) == holder:
+            self.redis.delete(key)
 
     def queued_images_for(self, model: str) -> int:
         return max(0, int(self.redis.get(self.keys.queued_images(model)) or 0))
@@ -270,7 +383,7 @@ class JobStore:
             self.keys.job_items(job_id),
             self.keys.job_chunks_done(job_id),
             self.keys.job_deliveries(job_id),
-            self.keys.job_tasks(job_id),
+            self.keys.job_planner(job_id),
             self.keys.job_image(job_id),
         )
         self.redis.zrem(self.keys.active_jobs(), job_id)
@@ -292,27 +405,36 @@ class JobStore:
         return ChunkStart(verdict, int(deliveries))
 
     def complete_chunk(
-        self, job_id: str, model: str, chunk: int, items: list[ResultItem]
+        self,
+        task: ChunkTask,
+        part: PartRef,
+        items: list[ResultItem],
+        keep_items: bool = False,
     ) -> ChunkCompletion:
-        """Store a chunk's items and count them, unless this chunk was counted already."""
-        args: list[str | int] = [chunk, sum(1 for item in items if item.status == "error")]
-        for item in items:
-            args += [item.index, item.model_dump_json()]
-        newly, chunks_done, chunks_total = self._complete_chunk(
+        """Count a chunk's items as held by ``part``, unless the chunk was counted already.
+        ``keep_items``: store them in Redis too (a job of one chunk, whose answer is read
+        at once and which has no part)."""
+        failed = sum(1 for item in items if item.status == "error")
+        args: list[str | int] = [task.chunk, part.encode(), len(items), failed]
+        if keep_items:
+            for item in items:
+                args += [item.index, item.model_dump_json()]
+        newly, chunks_done, chunks_total, counted = self._complete_chunk(
             keys=[
-                self.keys.job(job_id),
-                self.keys.job_chunks_done(job_id),
-                self.keys.job_items(job_id),
-                self.keys.queued_images(model),
+                self.keys.job(task.job_id),
+                self.keys.job_chunks_done(task.job_id),
+                self.keys.job_items(task.job_id),
+                self.keys.queued_images(task.model),
                 self.keys.job_events(),
             ],
             args=args,
         )
         if newly == -1:
-            raise JobGone(f"job {job_id} is not in Redis (expired or never created)")
+            raise JobGone(f"job {task.job_id} is not in Redis (expired or never created)")
         if newly == -2:
             return ChunkCompletion(False, 0, 0, cancelled=True)
-        return ChunkCompletion(bool(newly), int(chunks_done), int(chunks_total))
+        part_counted = PartRef.decode(counted) if counted else None
+        return ChunkCompletion(bool(newly), int(chunks_done), int(chunks_total), part_counted)
 
     def claim_webhook(self, job_id: str) -> bool:
         """True for the one caller that should send the job's webhook."""
@@ -343,7 +465,8 @@ class JobStore:
         return JobStatus(result)
 
     def items(self, job_id: str, offset: int, limit: int) -> list[ResultItem | None]:
-        """Items ``offset`` .. ``offset + limit - 1``; None where an item is not done yet."""
+        """Items ``offset`` .. ``offset + limit - 1`` of a job of one chunk (the only jobs
+        whose items Redis holds); None where an item is not done yet."""
         if limit <= 0:
             return []
         indexes = [str(index) for index in range(offset, offset + limit)]
@@ -358,12 +481,17 @@ class JobStore:
     def forget_active(self, job_id: str) -> None:
         self.redis.zrem(self.keys.active_jobs(), job_id)
 
-    def chunk_tasks(self, job_id: str) -> dict[int, ChunkTask]:
-        raw = self.redis.hgetall(self.keys.job_tasks(job_id))
-        return {int(chunk): ChunkTask.model_validate_json(value) for chunk, value in raw.items()}
-
     def counted_chunks(self, job_id: str) -> set[int]:
-        return {int(chunk) for chunk in self.redis.smembers(self.keys.job_chunks_done(job_id))}
+        return {int(chunk) for chunk in self.redis.hkeys(self.keys.job_chunks_done(job_id))}
+
+    def counted_parts(self, job_id: str, chunks: list[int] | None = None) -> dict[int, PartRef]:
+        """Chunk -> the part that holds it, for ``chunks`` (every counted one if None);
+        chunks not counted yet are left out."""
+        key = self.keys.job_chunks_done(job_id)
+        if chunks is None:
+            return {int(c): PartRef.decode(p) for c, p in self.redis.hgetall(key).items()}
+        found = self.redis.hmget(key, [str(chunk) for chunk in chunks])
+        return {c: PartRef.decode(p) for c, p in zip(chunks, found, strict=True) if p is not None}
 
     def take_sweep_lock(self, hold_s: float) -> bool:
         return bool(self.redis.set(self.keys.sweep_lock(), "1", nx=True, px=int(hold_s * 1000)))

@@ -11,6 +11,7 @@ IMAGE_SUFFIXES = frozenset(
 """What a prefix job picks up (by name; the worker checks the content)."""
 
 INFER_TASK = "yoloq.infer_chunk"
+PLAN_TASK = "yoloq.plan_job"
 WEBHOOK_TASK = "yoloq.deliver_webhook"
 """The Celery task name; the API sends by name and never imports the worker."""
 
@@ -73,11 +74,13 @@ class RedisKeys:
         return f"{self.prefix}:job:{job_id}"
 
     def job_items(self, job_id: str) -> str:
-        """Hash: item index -> result JSON."""
+        """Hash: item index -> result JSON, for a job of one chunk only (its answer is read
+        at once); every other job's items live in its result parts in S3."""
         return f"{self.prefix}:job:{job_id}:items"
 
     def job_chunks_done(self, job_id: str) -> str:
-        """Set: indexes of chunks already counted, so a redelivered chunk never counts twice."""
+        """Hash: chunk index -> the delivery that was counted, which names its result part;
+        a redelivered chunk finds its index here and never counts twice."""
         return f"{self.prefix}:job:{job_id}:chunks"
 
     def job_deliveries(self, job_id: str) -> str:
@@ -85,9 +88,9 @@ class RedisKeys:
         its worker."""
         return f"{self.prefix}:job:{job_id}:deliveries"
 
-    def job_tasks(self, job_id: str) -> str:
-        """Hash: chunk index -> its task, so a chunk the broker lost can be sent again."""
-        return f"{self.prefix}:job:{job_id}:tasks"
+    def job_planner(self, job_id: str) -> str:
+        """String: held by the one planner listing the job's images."""
+        return f"{self.prefix}:job:{job_id}:planner"
 
     def job_image(self, job_id: str) -> str:
         """String (bytes): the one image of a ``POST /v1/detect`` job sent to the worker
@@ -134,10 +137,23 @@ class RedisKeys:
         return f"{self.prefix}:dead-letters"
 
 
-# S3 layout in the results bucket. Deterministic keys: a redelivered chunk overwrites its
-# own part instead of adding a second one.
-def result_part_key(job_id: str, chunk: int) -> str:
-    return f"jobs/{job_id}/parts/{chunk:06d}.jsonl"
+# S3 layout in the results bucket. A part is named by its chunk and by the delivery that
+# wrote it, so two deliveries running at once never overwrite each other: the one counted
+# names the part that holds the chunk's results, and a part once counted never changes.
+def result_part_key(job_id: str, chunk: int, delivery: int) -> str:
+    return f"jobs/{job_id}/parts/{chunk:06d}-{delivery}.jsonl"
+
+
+def parts_index_key(job_id: str) -> str:
+    """Which delivery's part holds each chunk, written when the job ends: pages of
+    results are read from the parts after Redis has forgotten the job."""
+    return f"jobs/{job_id}/parts.json"
+
+
+def input_page_key(job_id: str, page: int) -> str:
+    """A page of the job's images, as listed at submit or by the planner: what a lost
+    chunk is rebuilt from."""
+    return f"jobs/{job_id}/inputs/{page:06d}.jsonl"
 
 
 def results_key(job_id: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -20,6 +20,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
     from yoloq.settings import Settings
 
@@ -154,6 +155,13 @@ class ObjectStore:
 
         return self._call(f"reading s3://{bucket}/{key}", read)
 
+    def stream(self, bucket: str, key: str, piece_bytes: int = 1024 * 1024) -> Iterator[bytes]:
+        """An object's body a piece at a time (retried only until it starts)."""
+        response = self._call(
+            f"reading s3://{bucket}/{key}", lambda: self.client.get_object(Bucket=bucket, Key=key)
+        )
+        return iter(response["Body"].iter_chunks(piece_bytes))
+
     def put(
         self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> None:
@@ -224,6 +232,105 @@ class ObjectStore:
                 raise ObjectNotFound(f"bucket {bucket!r} does not exist") from error
             raise
         return found
+
+    def list_page(
+        self, bucket: str, prefix: str, start_after: str, most: int
+    ) -> tuple[list[str], bool]:
+        """One page of keys under ``prefix`` after ``start_after``, in key order (at most
+        ``most``, S3 gives 1,000 at most), and whether more follow."""
+
+        def list_once() -> tuple[list[str], bool]:
+            most_keys = min(most, 1000)
+            if start_after:
+                page = self.client.list_objects_v2(
+                    Bucket=bucket, Prefix=prefix, MaxKeys=most_keys, StartAfter=start_after
+                )
+            else:
+                page = self.client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=most_keys)
+            keys = [entry["Key"] for entry in page.get("Contents", [])]
+            return keys, bool(page.get("IsTruncated"))
+
+        try:
+            return self._call(f"listing s3://{bucket}/{prefix}", list_once)
+        except ObjectNotFound as error:
+            raise ObjectNotFound(f"bucket {bucket!r} does not exist") from error
+
+    def get_range(self, bucket: str, key: str, start: int, length: int) -> bytes:
+        """Bytes ``start`` .. ``start + length - 1`` (fewer at the end of the object, none
+        past it)."""
+
+        def read() -> bytes:
+            try:
+                response = self.client.get_object(
+                    Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
+                )
+            except ClientError as error:
+                if _code(error) == "InvalidRange":
+                    return b""
+                raise
+            return response["Body"].read()
+
+        return self._call(f"reading s3://{bucket}/{key} from byte {start}", read)
+
+    def size(self, bucket: str, key: str) -> int:
+        return self._call(
+            f"looking at s3://{bucket}/{key}",
+            lambda: self.client.head_object(Bucket=bucket, Key=key)["ContentLength"],
+        )
+
+    def delete(self, bucket: str, key: str) -> None:
+        self._call(
+            f"deleting s3://{bucket}/{key}",
+            lambda: self.client.delete_object(Bucket=bucket, Key=key),
+        )
+
+    def start_multipart(self, bucket: str, key: str, content_type: str) -> str:
+        return self._call(
+            f"starting an upload of s3://{bucket}/{key}",
+            lambda: self.client.create_multipart_upload(
+                Bucket=bucket, Key=key, ContentType=content_type
+            )["UploadId"],
+        )
+
+    def upload_part(self, bucket: str, key: str, upload: str, number: int, data: bytes) -> str:
+        """Returns the part's ETag."""
+        return self._call(
+            f"uploading part {number} of s3://{bucket}/{key}",
+            lambda: self.client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=data
+            )["ETag"],
+        )
+
+    def copy_part(self, bucket: str, key: str, upload: str, number: int, source_key: str) -> str:
+        """Part ``number`` is the whole of ``source_key`` (same bucket), copied inside S3
+        (UploadPartCopy); returns its ETag."""
+        return self._call(
+            f"copying s3://{bucket}/{source_key} into part {number} of s3://{bucket}/{key}",
+            lambda: self.client.upload_part_copy(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload,
+                PartNumber=number,
+                CopySource={"Bucket": bucket, "Key": source_key},
+            )["CopyPartResult"]["ETag"],
+        )
+
+    def complete_multipart(self, bucket: str, key: str, upload: str, etags: list[str]) -> None:
+        parts: list[CompletedPartTypeDef] = [
+            {"ETag": etag, "PartNumber": n} for n, etag in enumerate(etags, start=1)
+        ]
+        self._call(
+            f"completing s3://{bucket}/{key}",
+            lambda: self.client.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+            ),
+        )
+
+    def abort_multipart(self, bucket: str, key: str, upload: str) -> None:
+        self._call(
+            f"aborting the upload of s3://{bucket}/{key}",
+            lambda: self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload),
+        )
 
     def bucket_exists(self, bucket: str) -> bool:
         try:

@@ -68,3 +68,13 @@ class ChunkQueue:
             # Names the task in Flower without putting image data in its arguments.
             shadow=keys.chunk_task_name(chunk.job_id, chunk.chunk),
         )
+
+    def send_plan(self, job_id: str, model: str, priority: str, countdown: float = 0) -> None:
+        """A step of planning a prefix or manifest job, for any worker of its model: the
+        planner lists a few pages, sends their chunks, and sends the next step."""
+        self.app.send_task(
+            keys.PLAN_TASK,
+            args=[job_id],
+            queue=keys.priority_queue(model, priority, 0),
+            countdown=countdown or None,
+        )

@@ -18,6 +18,8 @@ ObjectKey = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
 class JobStatus(enum.StrEnum):
+    PLANNING = "planning"
+    """A prefix or manifest job whose images are still being listed; chunks run meanwhile."""
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -27,7 +29,7 @@ class JobStatus(enum.StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+        return self not in (JobStatus.PLANNING, JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 class ItemErrorCode(enum.StrEnum):
@@ -44,6 +46,8 @@ class ItemErrorCode(enum.StrEnum):
     INFERENCE_FAILED = "inference_failed"
     TIMEOUT = "timeout"
     POISON = "poison"
+    INVALID_INPUT = "invalid_input"
+    """A manifest line that names no image (bad JSON or CSV, no key, a bucket not allowed)."""
 
 
 class ImageRef(BaseModel):
@@ -144,6 +148,18 @@ class PrefixSource(BaseModel):
         return prefix
 
 
+class ManifestSource(BaseModel):
+    """A list of images too long for a request body, as an object in an allowed bucket:
+    JSONL (a ``{"key": ...}`` or ``{"bucket": ..., "key": ...}`` per line) or, for a key
+    ending ``.csv``, CSV (``bucket,key`` or ``key`` per line, as S3 Batch Operations
+    writes them). A line without a bucket names one in the manifest's own bucket."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: BucketName
+    key: ObjectKey
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -154,12 +170,14 @@ class JobCreate(BaseModel):
                     "params": {"conf": 0.25, "iou": 0.7, "imgsz": None, "max_det": 300},
                 },
                 {"source": {"bucket": "images", "prefix": "line-3/2026-11-22/", "limit": 5000}},
+                {"manifest": {"bucket": "images", "key": "backfills/2026-q3.jsonl"}},
             ]
         },
     )
 
     images: list[ImageRef] | None = Field(default=None, min_length=1)
     source: PrefixSource | None = None
+    manifest: ManifestSource | None = None
     model: str | None = Field(
         default=None,
         max_length=140,
@@ -192,8 +210,12 @@ class JobCreate(BaseModel):
 
     @model_validator(mode="after")
     def _one_of_images_or_source(self) -> JobCreate:
-        if (self.images is None) == (self.source is None):
-            raise ValueError("give either 'images' (a list of bucket/key) or 'source' (a prefix)")
+        given = [self.images is not None, self.source is not None, self.manifest is not None]
+        if sum(given) != 1:
+            raise ValueError(
+                "give one of 'images' (a list of bucket/key), 'source' (a prefix) or "
+                "'manifest' (an object listing the images)"
+            )
         return self
 
 
@@ -256,6 +278,16 @@ class JobPublic(BaseModel):
     finished_at: datetime | None = None
     results: ObjectLocation = Field(description="Where results.jsonl is (once finished).")
     model: ModelPin | None = Field(default=None, description="The model version it runs on.")
+    planned_at: datetime | None = Field(
+        default=None,
+        description="When the job's images were all listed (prefix and manifest jobs): "
+        "until then `total` counts the images listed so far.",
+    )
+    truncated: bool = Field(
+        default=False,
+        description="Listing stopped at the job's image limit (source.limit or the "
+        "tenant's most images per job) with images left unlisted.",
+    )
 
 
 class JobEvent(BaseModel):
@@ -350,6 +382,27 @@ class ChunkTask(BaseModel):
     queued_at: float = Field(
         description="Unix time the chunk was sent: the start of its queue wait."
     )
+    invalid: dict[int, str] = Field(
+        default_factory=dict,
+        description="Offset in the chunk -> why that manifest line names no image; those "
+        "items are recorded as invalid_input errors without being fetched.",
+    )
+
+
+class PlanSpec(BaseModel):
+    """What a planner lists for a prefix or manifest job, and what its lines may name."""
+
+    source: PrefixSource | ManifestSource
+    most: int = Field(ge=1, description="Images to list at most (source.limit, tenant limit).")
+    buckets: list[str] = Field(description="Buckets the job's API key may read.")
+    uploads_bucket: str
+    tenant: str
+
+    def may_read(self, ref: ImageRef) -> bool:
+        """As the API key would (``api.auth.Principal.may_read``)."""
+        if ref.bucket == self.uploads_bucket:
+            return ref.key.startswith(f"uploads/{self.tenant}/")
+        return ref.bucket in self.buckets
 
 
 class DeadLetter(BaseModel):

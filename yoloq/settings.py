@@ -29,6 +29,9 @@ class TenantConfig(BaseModel):
     models: list[str] | None = Field(
         default=None, description="Models its jobs may name; null: every model."
     )
+    max_images_per_job: int | None = Field(
+        default=None, ge=1, description="Most images in one of its jobs; null: the default."
+    )
 
 
 class Settings(BaseSettings):
@@ -102,7 +105,10 @@ class Settings(BaseSettings):
     """Images per Celery task: amortises the per-message cost over several inferences."""
     result_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     """How long job state and results stay in Redis; S3 keeps them after that."""
-    max_images_per_job: int = Field(default=10_000, ge=1)
+    max_images_per_job: int = Field(default=10_000_000, ge=1)
+    """Most images in one job, for tenants whose key sets none (``TenantConfig``). A prefix
+    or manifest job longer than that runs its first this-many images and says
+    ``truncated``; an ``images`` list longer than that is refused."""
     queue_limit: int | None = Field(default=None, ge=1)
     """Images a model's queue may hold before new jobs get 429; unset, no limit."""
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)

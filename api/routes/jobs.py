@@ -8,16 +8,17 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, status
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import CurrentPrincipal, Principal
 from api.deps import Services, ServicesDep
 from api.pinning import pin_model
-from api.submission import check_access, check_backpressure, enqueue
+from api.submission import check_access, check_backpressure, enqueue, enqueue_plan
 from api.waiting import wait_for
 from yoloq import keys
 from yoloq.coco import to_coco
+from yoloq.job_results import read_items
 from yoloq.object_store import ObjectNotFound
 from yoloq.results import ResultItem, ResultsPage
 from yoloq.schemas import (
@@ -27,6 +28,9 @@ from yoloq.schemas import (
     JobCreate,
     JobPublic,
     JobStatus,
+    ManifestSource,
+    PlanSpec,
+    PrefixSource,
 )
 from yoloq.settings import Settings
 from yoloq.webhooks import host_allowed
@@ -48,45 +52,66 @@ def _check_job_id(job_id: str) -> None:
         raise _not_found(job_id)
 
 
+def _most_images(services: Services, principal: Principal) -> int:
+    return principal.max_images_per_job or services.settings.max_images_per_job
+
+
 def _images(body: JobCreate, services: Services, principal: Principal) -> list[ImageRef]:
-    """The job's images: as listed, or found under its source prefix."""
-    most = services.settings.max_images_per_job
-    if body.images is not None:
-        if len(body.images) > most:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"a job holds at most {most} images and this one has {len(body.images)}: "
-                "split it into several jobs",
-            )
-        check_access(body.images, principal, services)
-        return body.images
-    source = body.source
-    assert source is not None
-    where = f"s3://{source.bucket}/{source.prefix}"
-    if not principal.may_read(
-        ImageRef(bucket=source.bucket, key=source.prefix or "/"), services.settings.uploads_bucket
-    ):
+    """A list job's images, checked: not too many, and each one readable by the key."""
+    assert body.images is not None
+    most = _most_images(services, principal)
+    if len(body.images) > most:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"a job holds at most {most} images and this one has {len(body.images)}: "
+            "split it into several jobs",
+        )
+    check_access(body.images, principal, services)
+    return body.images
+
+
+def _plan(body: JobCreate, services: Services, principal: Principal) -> PlanSpec:
+    """What the planner will list for a prefix or manifest job. What can be checked at
+    once is, so a mistake gets its answer now: the key may read it, the bucket exists,
+    a prefix holds images (in its first page of keys), a manifest exists."""
+    source: PrefixSource | ManifestSource
+    uploads = services.settings.uploads_bucket
+    if body.source is not None:
+        source = body.source
+        where = f"s3://{source.bucket}/{source.prefix}"
+        readable = ImageRef(bucket=source.bucket, key=source.prefix or "/")
+    else:
+        assert body.manifest is not None
+        source = body.manifest
+        where = f"s3://{source.bucket}/{source.key}"
+        readable = ImageRef(bucket=source.bucket, key=source.key)
+    if not principal.may_read(readable, uploads):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key may not read {where}")
     try:
-        found = services.store.list_keys(
-            source.bucket,
-            source.prefix,
-            keys.IMAGE_SUFFIXES,
-            min(source.limit or most + 1, most + 1),
-        )
+        if isinstance(source, PrefixSource):
+            found, more = services.store.list_page(source.bucket, source.prefix, "", 1000)
+            if not more and not any(k.lower().endswith(tuple(keys.IMAGE_SUFFIXES)) for k in found):
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    f"no images under {where} "
+                    f"(looked for {', '.join(sorted(keys.IMAGE_SUFFIXES))})",
+                )
+        else:
+            services.store.size(source.bucket, source.key)
     except ObjectNotFound as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from error
-    if not found:
+        missing = "no manifest at" if isinstance(source, ManifestSource) else "no bucket for"
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"no images under {where} (looked for {', '.join(sorted(keys.IMAGE_SUFFIXES))})",
-        )
-    if len(found) > most:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"more than {most} images under {where}: set source.limit or split the prefix",
-        )
-    return [ImageRef(bucket=source.bucket, key=key) for key in found]
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"{missing} {where}: {error}"
+        ) from error
+    most = _most_images(services, principal)
+    limit = body.source.limit if body.source is not None else None
+    return PlanSpec(
+        source=source,
+        most=min(limit or most, most),
+        buckets=sorted(principal.buckets),
+        uploads_bucket=uploads,
+        tenant=principal.tenant,
+    )
 
 
 def _check_callback(body: JobCreate, settings: Settings) -> None:
@@ -163,15 +188,29 @@ def submit_job(
 ) -> JobAccepted:
     settings = services.settings
     _check_callback(body, settings)
-    images = _images(body, services, principal)
+    images = _images(body, services, principal) if body.images is not None else None
+    spec = _plan(body, services, principal) if images is None else None
     job_id = uuid.uuid4().hex
     pin = pin_model(body.model, job_id, settings, services.registry, principal)
+    total = len(images) if images is not None else 0
     if idempotency_key:
-        replayed = _replay(services, principal, idempotency_key, job_id, body, len(images))
+        replayed = _replay(services, principal, idempotency_key, job_id, body, total)
         if replayed:
             return replayed
     try:
-        check_backpressure(services, pin.id, len(images))
+        check_backpressure(services, pin.id, total)
+        if spec is not None:
+            return enqueue_plan(
+                services,
+                principal,
+                job_id,
+                pin,
+                spec,
+                body.params,
+                body.priority,
+                body.callback_url,
+            )
+        assert images is not None
         return enqueue(
             services,
             principal,
@@ -225,17 +264,9 @@ async def get_job(
 
 
 def _items(
-    services: Services, job_id: str, in_redis: bool, offset: int, limit: int, total: int
+    services: Services, job_id: str, offset: int, limit: int, total: int
 ) -> list[ResultItem]:
-    """Finished items from ``offset``, in order, stopping at the first unfinished one."""
-    if not in_redis:
-        return (services.archive.read_results(job_id) or [])[offset : offset + limit]
-    items = []
-    for item in services.jobs.items(job_id, offset, min(limit, max(0, total - offset))):
-        if item is None:
-            break
-        items.append(item)
-    return items
+    return read_items(services.jobs, services.archive, job_id, offset, limit, total)
 
 
 def _not_finished(job: JobPublic) -> HTTPException:
@@ -270,19 +301,21 @@ def get_results(
     has been returned. ``format=coco`` returns the whole finished job as COCO detection
     JSON (``offset`` and ``limit`` do not apply).
     """
-    job, in_redis = find_job(job_id, services, principal)
+    job, _ = find_job(job_id, services, principal)
     if format == "coco":
         if not job.status.is_final:
             raise _not_finished(job)
-        coco = to_coco(_items(services, job_id, in_redis, 0, job.total, job.total))
+        coco = to_coco(_items(services, job_id, 0, job.total, job.total))
         CocoResults.model_validate(coco)
         # As built, not re-serialised: a detect job's annotations carry no nulls for the
         # other tasks' fields, so it stays plain COCO.
         return JSONResponse(coco)
-    items = _items(services, job_id, in_redis, offset, limit, job.total)
+    items = _items(services, job_id, offset, limit, job.total)
     end = offset + len(items)
     # A page cut short on an ended job (cancelled) is its last: no more items will come.
-    more = end < job.total and not (job.status.is_final and len(items) < limit)
+    # While a job is planned, more images may still be listed.
+    listing = job.status == JobStatus.PLANNING
+    more = (end < job.total or listing) and not (job.status.is_final and len(items) < limit)
     return ResultsPage(items=items, next_offset=end if more else None)
 
 
@@ -305,7 +338,11 @@ def cancel_job(job_id: str, services: ServicesDep, principal: CurrentPrincipal) 
         raise ended  # it ended between the read and the cancel
     cancelled = services.jobs.get(job_id)
     assert cancelled is not None
-    # The durable record, for when Redis has forgotten the job.
+    # The durable record, for when Redis has forgotten the job: what was done stays
+    # readable from its parts.
+    parts = services.jobs.counted_parts(job_id)
+    if parts and cancelled.only_task is None:
+        services.archive.write_parts_index(job_id, cancelled.chunk_size, parts)
     services.archive.write_manifest(cancelled.manifest())
     log.info(
         "job %s cancelled at %d/%d images", job_id, cancelled.public.done, cancelled.public.total
@@ -334,10 +371,11 @@ def download_results(job_id: str, services: ServicesDep, principal: CurrentPrinc
             "for what was done before",
         )
     try:
-        data = services.store.get(job.results.bucket, job.results.key)
+        # Streamed: a job of millions of images is hundreds of MB.
+        data = services.store.stream(job.results.bucket, job.results.key)
     except ObjectNotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from error
-    return Response(
+    return StreamingResponse(
         data,
         media_type="application/jsonl",
         headers={"Content-Disposition": f'attachment; filename="{job_id}.jsonl"'},

@@ -208,7 +208,7 @@ def results_lines(stack: Stack, job: JobPublic) -> list[dict[str, Any]]:
 def result_parts(stack: Stack, job: JobPublic) -> list[list[dict[str, Any]]]:
     """Every result part the workers wrote for the job so far, parsed."""
     s3 = stack.s3()
-    prefix = keys.result_part_key(job.id, 0).rpartition("/")[0] + "/"
+    prefix = keys.result_part_key(job.id, 0, 0).rpartition("/")[0] + "/"
     listing = s3.list_objects_v2(Bucket=job.results.bucket, Prefix=prefix)
     parts = []
     for entry in listing.get("Contents", []):

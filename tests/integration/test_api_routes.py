@@ -23,9 +23,11 @@ from tests.conftest import (
     RESULTS_BUCKET,
     UPLOADS_BUCKET,
 )
-from yoloq.job_store import JobStore
+from yoloq import keys
+from yoloq.job_store import JobStore, PlanState
 from yoloq.local_services import free_port
 from yoloq.object_store import ObjectStore
+from yoloq.schemas import PrefixSource
 from yoloq.settings import Settings, TenantConfig
 
 
@@ -276,24 +278,51 @@ def test_full_queue_is_429_with_retry_after(redis_url: str, s3_endpoint: str) ->
 # Jobs from a prefix
 
 
-def test_job_from_a_prefix(client: TestClient, object_store: ObjectStore) -> None:
+def _planned(client: TestClient, job_id: str) -> PlanState:
+    jobs: JobStore = client.app.state.services.jobs  # type: ignore[attr-defined]
+    state = jobs.plan_state(job_id)
+    assert state is not None
+    return state
+
+
+def test_a_prefix_job_is_planned_by_the_workers(
+    client: TestClient, object_store: ObjectStore
+) -> None:
+    """Taken at once as `planning`, with a planning step sent to its model's queue; what
+    can be checked now (access, the bucket, images under the prefix) is."""
     prefix = f"prefix-jobs/{uuid.uuid4().hex}/"
     for name in ("b.jpg", "a.PNG", "c.jpeg", "notes.txt"):
         object_store.put(INPUT_BUCKET, prefix + name, make.jpeg())
     source = {"bucket": INPUT_BUCKET, "prefix": prefix}
     accepted = client.post("/v1/jobs", json={"source": source})
-    assert accepted.status_code == 202 and accepted.json()["total"] == 3
+    assert accepted.status_code == 202, accepted.text
+    assert (accepted.json()["status"], accepted.json()["total"]) == ("planning", 0)
+    job_id = accepted.json()["id"]
+    state = _planned(client, job_id)
+    assert state.spec.source == PrefixSource(bucket=INPUT_BUCKET, prefix=prefix)
+    assert state.spec.most == 3  # the deployment's max_images_per_job here
+    jobs: JobStore = client.app.state.services.jobs  # type: ignore[attr-defined]
+    queued = jobs.redis.lrange(keys.queue_name(state.record.model), 0, -1)
+    steps = [json.loads(m)["headers"] for m in queued if keys.PLAN_TASK in m]
+    assert any(job_id in step["argsrepr"] for step in steps), steps
     limited = client.post("/v1/jobs", json={"source": {**source, "limit": 2}})
-    assert limited.json()["total"] == 2
-
-    object_store.put(INPUT_BUCKET, prefix + "d.jpg", make.jpeg())  # 4 > max_images_per_job
-    too_many = client.post("/v1/jobs", json={"source": source})
-    assert too_many.status_code == 422 and "source.limit" in too_many.json()["detail"]
+    assert _planned(client, limited.json()["id"]).spec.most == 2
+    shown = client.get(f"/v1/jobs/{job_id}").json()
+    assert shown["status"] == "planning" and shown["planned_at"] is None
 
     empty = client.post("/v1/jobs", json={"source": {"bucket": INPUT_BUCKET, "prefix": "none/"}})
     assert empty.status_code == 422 and "no images under" in empty.json()["detail"]
     forbidden = client.post("/v1/jobs", json={"source": {"bucket": OTHER_BUCKET, "prefix": ""}})
     assert forbidden.status_code == 403
+
+
+def test_a_manifest_job_must_name_an_object_it_may_read(client: TestClient) -> None:
+    missing = client.post(
+        "/v1/jobs", json={"manifest": {"bucket": INPUT_BUCKET, "key": "no.jsonl"}}
+    )
+    assert missing.status_code == 422 and "no manifest at" in missing.json()["detail"]
+    other = client.post("/v1/jobs", json={"manifest": {"bucket": OTHER_BUCKET, "key": "m.jsonl"}})
+    assert other.status_code == 403
 
 
 def test_images_or_source_not_both(client: TestClient) -> None:
@@ -302,7 +331,7 @@ def test_images_or_source_not_both(client: TestClient) -> None:
     for body in (both, neither):
         response = client.post("/v1/jobs", json=body)
         assert response.status_code == 422
-        assert "either 'images'" in str(response.json()["detail"])
+        assert "give one of 'images'" in str(response.json()["detail"])
 
 
 def test_oversized_bodies_are_413(redis_url: str, s3_endpoint: str) -> None:

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from yoloq.job_store import ChunkStart, JobGone, JobStore
+from yoloq.archive import PartRef
+from yoloq.job_store import ChunkCompletion, ChunkStart, JobGone, JobStore
 from yoloq.results import DetectItem, ItemError, ResultItem
 from yoloq.schemas import (
     ChunkTask,
@@ -34,6 +35,7 @@ def _job(store: JobStore, total: int, chunks: int, ttl_s: int = 600) -> str:
         tenant="t",
         total=total,
         chunks=chunks,
+        chunk_size=4,
         model="m",
         params=InferenceParams(conf=0.4),
         results=ObjectLocation(bucket="r", key=f"jobs/{job_id}/results.jsonl"),
@@ -55,6 +57,15 @@ def _items(start: int, n: int, errors: int = 0) -> list[ResultItem]:
     return items
 
 
+def _complete(
+    store: JobStore, job_id: str, chunk: int, items: list[ResultItem], delivery: int = 1
+) -> ChunkCompletion:
+    """Count a chunk as a worker does, keeping its items in Redis (as for a job of one
+    chunk) so they can be read back here."""
+    task = _task(job_id, chunk)
+    return store.complete_chunk(task, PartRef(delivery, 100), items, keep_items=True)
+
+
 def test_create_and_read_back(store: JobStore) -> None:
     job_id = _job(store, total=5, chunks=2)
     record = store.get(job_id)
@@ -68,14 +79,14 @@ def test_create_and_read_back(store: JobStore) -> None:
 
 def test_a_chunk_delivered_twice_counts_once(store: JobStore) -> None:
     job_id = _job(store, total=6, chunks=2)
-    first = store.complete_chunk(job_id, "m", 0, _items(0, 4, errors=1))
-    again = store.complete_chunk(job_id, "m", 0, _items(0, 4, errors=1))
+    first = _complete(store, job_id, 0, _items(0, 4, errors=1))
+    again = _complete(store, job_id, 0, _items(0, 4, errors=1))
     assert first.newly_counted and not again.newly_counted
     assert (again.chunks_done, again.chunks_total, again.job_complete) == (1, 2, False)
     record = store.get(job_id)
     assert record is not None
     assert (record.public.done, record.public.failed) == (4, 1)
-    last = store.complete_chunk(job_id, "m", 1, _items(4, 2))
+    last = _complete(store, job_id, 1, _items(4, 2))
     assert last.job_complete
     record = store.get(job_id)
     assert record is not None
@@ -84,7 +95,7 @@ def test_a_chunk_delivered_twice_counts_once(store: JobStore) -> None:
 
 def test_items_window_marks_unfinished_items(store: JobStore) -> None:
     job_id = _job(store, total=6, chunks=2)
-    store.complete_chunk(job_id, "m", 1, _items(3, 3))
+    _complete(store, job_id, 1, _items(3, 3))
     window = store.items(job_id, 0, 6)
     assert window[:3] == [None, None, None]
     assert [item.index for item in window[3:] if item] == [3, 4, 5]
@@ -124,7 +135,7 @@ def test_start_chunk_counts_deliveries_and_lists_the_chunk_in_flight(store: JobS
     assert store.start_chunk(_task(job_id, 1), "w1").deliveries == 1
     assert sorted(task.chunk for task in store.inflight("w1")) == [0, 1]
     assert 0 < store.redis.ttl(store.keys.job_deliveries(job_id)) <= 600
-    store.complete_chunk(job_id, "m", 0, _items(0, 1))
+    _complete(store, job_id, 0, _items(0, 1))
     assert store.start_chunk(_task(job_id, 0), "w1") == ChunkStart("counted", 0)
     store.untrack_inflight("w1", _task(job_id, 1))
     assert [task.chunk for task in store.inflight("w1")] == [0]
@@ -183,7 +194,7 @@ def test_dead_letters_newest_first(store: JobStore) -> None:
 
 def test_results_expire_with_their_job(store: JobStore) -> None:
     job_id = _job(store, total=2, chunks=1, ttl_s=120)
-    store.complete_chunk(job_id, "m", 0, _items(0, 2))
+    _complete(store, job_id, 0, _items(0, 2))
     for key in (
         store.keys.job(job_id),
         store.keys.job_items(job_id),
@@ -194,16 +205,16 @@ def test_results_expire_with_their_job(store: JobStore) -> None:
 
 def test_completing_a_vanished_job_raises(store: JobStore) -> None:
     with pytest.raises(JobGone):
-        store.complete_chunk(uuid.uuid4().hex, "m", 0, _items(0, 1))
+        _complete(store, uuid.uuid4().hex, 0, _items(0, 1))
 
 
 def test_queued_images_count_down_exactly_once(store: JobStore) -> None:
     job_id = _job(store, total=6, chunks=2)
     assert store.queued_images() == {"m": 6}
-    store.complete_chunk(job_id, "m", 0, _items(0, 4))
-    store.complete_chunk(job_id, "m", 0, _items(0, 4))  # redelivered
+    _complete(store, job_id, 0, _items(0, 4))
+    _complete(store, job_id, 0, _items(0, 4))  # redelivered
     assert store.queued_images() == {"m": 2}
-    store.complete_chunk(job_id, "m", 1, _items(4, 2))
+    _complete(store, job_id, 1, _items(4, 2))
     assert store.queued_images() == {"m": 0}
 
 

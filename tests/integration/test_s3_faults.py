@@ -7,9 +7,11 @@ from __future__ import annotations
 import httpx
 
 from tests import image_factory as make
-from tests.conftest import INPUT_BUCKET, WorkerLauncher
+from tests.conftest import INPUT_BUCKET, RESULTS_BUCKET, WorkerLauncher
 from tests.fault_proxy import FaultProxy
 from tests.jobs import check_ledger, submit, wait_final
+from yoloq.archive import ResultArchive
+from yoloq.job_results import read_items
 from yoloq.job_store import JobStore
 from yoloq.local_services import free_port
 from yoloq.object_store import ObjectStore
@@ -46,10 +48,11 @@ def test_s3_faults_become_item_errors_or_are_retried(
         if "missing" not in ref.key:
             object_store.put(INPUT_BUCKET, ref.key, make.jpeg(320, 240, seed=n))
 
-    job_id = submit(job_store, queue, images, chunk_size=4)
+    job_id = submit(job_store, object_store, queue, images, chunk_size=4)
     wait_final(job_store, job_id, timeout_s=90)
     check_ledger(job_store, object_store, job_id, images)
-    items = job_store.items(job_id, 0, len(images))
+    archive = ResultArchive(object_store, RESULTS_BUCKET)
+    items = read_items(job_store, archive, job_id, 0, len(images), len(images))
     codes = {
         name: item.error.code if item and item.error else "ok"
         for name, item in zip(names, items, strict=True)
@@ -84,7 +87,7 @@ def test_s3_faults_become_item_errors_or_are_retried(
 
     # S3 refuses writes for a while: the chunk's results wait for it instead of being lost.
     fault_proxy.fail_writes = ATTEMPTS + 2
-    again = submit(job_store, queue, images[:1], chunk_size=4)
+    again = submit(job_store, object_store, queue, images[:1], chunk_size=4)
     wait_final(job_store, again, timeout_s=60)
     assert check_ledger(job_store, object_store, again, images[:1]) == {"ok": 1}
     assert fault_proxy.fail_writes == 0

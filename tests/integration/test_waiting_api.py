@@ -16,14 +16,23 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from tests import image_factory as make
-from tests.conftest import API_KEY, INPUT_BUCKET, LIMITED_API_KEY, OTHER_API_KEY, UPLOADS_BUCKET
+from tests.conftest import (
+    API_KEY,
+    INPUT_BUCKET,
+    LIMITED_API_KEY,
+    OTHER_API_KEY,
+    RESULTS_BUCKET,
+    UPLOADS_BUCKET,
+)
 from tests.integration.test_api_routes import _auth, _settings
 from yoloq import keys
+from yoloq.archive import PartRef, ResultArchive
 from yoloq.catalog import Task
+from yoloq.inputs import JobInputs
 from yoloq.job_store import JobStore
 from yoloq.object_store import ObjectStore
 from yoloq.results import new_item
-from yoloq.schemas import JobStatus
+from yoloq.schemas import ChunkTask, JobStatus
 
 
 def _client(redis_url: str, s3_endpoint: str, **overrides: Any) -> TestClient:
@@ -43,15 +52,28 @@ def _jobs(client: TestClient) -> JobStore:
     return jobs
 
 
-def _record(jobs: JobStore, job_id: str, chunk: int, final: bool = False) -> None:
-    """What a worker does with one chunk: start it, record its items, end the job."""
-    task = jobs.chunk_tasks(job_id)[chunk]
-    assert jobs.start_chunk(task, "test-worker").verdict == "run"
+def _task(jobs: JobStore, object_store: ObjectStore, job_id: str, chunk: int) -> ChunkTask:
+    """The chunk as a worker gets it, rebuilt as the sweeper would."""
+    record = jobs.get(job_id)
+    assert record is not None
+    return JobInputs(object_store, RESULTS_BUCKET).chunk_task(record, chunk)
+
+
+def _record(
+    jobs: JobStore, object_store: ObjectStore, job_id: str, chunk: int, final: bool = False
+) -> None:
+    """What a worker does with one chunk: start it, write its part, count it, end the job."""
+    task = _task(jobs, object_store, job_id, chunk)
+    start = jobs.start_chunk(task, "test-worker")
+    assert start.verdict == "run"
     items = [
         new_item(Task.DETECT, index=task.start + i, bucket=ref.bucket, key=ref.key, status="ok")
         for i, ref in enumerate(task.images)
     ]
-    jobs.complete_chunk(job_id, task.model, chunk, items)
+    one_chunk = task.job_chunks == 1
+    archive = ResultArchive(object_store, RESULTS_BUCKET)
+    size = 0 if one_chunk else archive.write_part(job_id, chunk, start.deliveries, items)
+    jobs.complete_chunk(task, PartRef(start.deliveries, size), items, keep_items=one_chunk)
     if final:
         jobs.finish(job_id, JobStatus.SUCCEEDED)
 
@@ -79,7 +101,7 @@ def _read_events(client: TestClient, job_id: str, out: list[tuple[str, Any]]) ->
 
 
 def test_events_follow_a_job_to_its_end_and_a_late_client_gets_the_end_at_once(
-    app_client: TestClient,
+    app_client: TestClient, object_store: ObjectStore
 ) -> None:
     job_id = _submit(app_client, 8)  # two chunks of 4 (the settings' chunk size)
     events: list[tuple[str, Any]] = []
@@ -87,9 +109,9 @@ def test_events_follow_a_job_to_its_end_and_a_late_client_gets_the_end_at_once(
     reader.start()
     time.sleep(1.2)  # more than one heartbeat with nothing happening
     jobs = _jobs(app_client)
-    _record(jobs, job_id, 0)
+    _record(jobs, object_store, job_id, 0)
     time.sleep(0.3)
-    _record(jobs, job_id, 1, final=True)
+    _record(jobs, object_store, job_id, 1, final=True)
     reader.join(10)
     assert not reader.is_alive(), "the stream did not close after the final event"
 
@@ -118,7 +140,7 @@ def test_events_of_another_tenants_job_are_404(app_client: TestClient) -> None:
 
 
 def test_a_long_poll_answers_when_the_status_changes_or_its_wait_is_over(
-    app_client: TestClient,
+    app_client: TestClient, object_store: ObjectStore
 ) -> None:
     job_id = _submit(app_client, 4)
     started = time.monotonic()
@@ -126,7 +148,7 @@ def test_a_long_poll_answers_when_the_status_changes_or_its_wait_is_over(
     assert unchanged.json()["status"] == "queued"
     assert 0.5 <= time.monotonic() - started < 5
 
-    threading.Timer(0.4, _record, args=(_jobs(app_client), job_id, 0, True)).start()
+    threading.Timer(0.4, _record, args=(_jobs(app_client), object_store, job_id, 0, True)).start()
     started = time.monotonic()
     changed = app_client.get(f"/v1/jobs/{job_id}", params={"wait": 20})
     waited = time.monotonic() - started
@@ -167,7 +189,7 @@ def _detect_and_answer(app_client: TestClient, object_store: ObjectStore, throug
     assert job_id, "the detect request queued no job"
     record = jobs.get(job_id)
     assert record and record.params.conf == 0.5 and record.public.total == 1
-    [task] = jobs.chunk_tasks(job_id).values()
+    task = _task(jobs, object_store, job_id, 0)
     assert task.priority == "high"
     [ref] = task.images
     assert ref.bucket == UPLOADS_BUCKET and ref.key.startswith("uploads/tenant-a/")
@@ -178,7 +200,7 @@ def _detect_and_answer(app_client: TestClient, object_store: ObjectStore, throug
         assert not task.inline_image and jobs.image(job_id) is None
         assert object_store.get(ref.bucket, ref.key) == make.jpeg()
     time.sleep(0.3)
-    _record(jobs, job_id, 0)  # counted but not yet finalised: enough to answer
+    _record(jobs, object_store, job_id, 0)  # counted but not yet finalised: enough to answer
     caller.join(10)
     [response] = answers
     assert response.status_code == 200, response.text

@@ -15,6 +15,7 @@ from tests.jobs import put_images, submit, wait_final
 from yoloq import keys
 from yoloq.archive import ResultArchive
 from yoloq.chunking import split_into_chunks
+from yoloq.job_results import read_items
 from yoloq.job_store import JobStore
 from yoloq.local_services import ProcessGroup, wait_until
 from yoloq.model_files import sha256_of
@@ -51,11 +52,14 @@ def test_worker_runs_a_job_to_the_end(
     job_store: JobStore, queue: ChunkQueue, object_store: ObjectStore, model_path: Path
 ) -> None:
     images = put_images(object_store, 6)
-    job_id = submit(job_store, queue, images)
+    job_id = submit(job_store, object_store, queue, images)
     record = wait_final(job_store, job_id)
     assert record.public.status == JobStatus.SUCCEEDED
     assert (record.public.total, record.public.done, record.public.failed) == (6, 6, 0)
-    items = job_store.items(job_id, 0, 6)
+    archive = ResultArchive(object_store, RESULTS_BUCKET)
+    # Redis holds none of them: they are read from the parts.
+    assert job_store.redis.exists(job_store.keys.job_items(job_id)) == 0
+    items = read_items(job_store, archive, job_id, 0, 6, 6)
     assert [item.index for item in items if item] == list(range(6))
     assert [(item.width, item.height) for item in items if item] == [
         (200 + 40 * i, 160 + 20 * i) for i in range(6)
@@ -64,7 +68,6 @@ def test_worker_runs_a_job_to_the_end(
     assert {(i.model, i.version, i.sha256) for i in items if i} == {
         (queue.model, None, sha256_of(model_path))
     }
-    archive = ResultArchive(object_store, RESULTS_BUCKET)
     assert archive.read_results(job_id) == items
     manifest = archive.read_manifest(job_id)
     assert manifest is not None and manifest.job == record.public
@@ -74,20 +77,23 @@ def test_a_redelivered_chunk_changes_nothing(
     job_store: JobStore, queue: ChunkQueue, object_store: ObjectStore
 ) -> None:
     images = put_images(object_store, 3)
-    job_id = submit(job_store, queue, images, chunk_size=2)
+    job_id = submit(job_store, object_store, queue, images, chunk_size=2)
     before = wait_final(job_store, job_id)
     archive = ResultArchive(object_store, RESULTS_BUCKET)
     results_before = archive.read_results(job_id)
 
-    # The broker delivers chunk 0 again, as after a visibility timeout. Its part is
-    # removed first: the duplicate is not run again, but it restores the part.
-    object_store.client.delete_object(Bucket=RESULTS_BUCKET, Key=keys.result_part_key(job_id, 0))
-    queue.send(split_into_chunks(job_id, queue.model, images, InferenceParams(), 2)[0])
+    parts_before = _part_keys(object_store, job_id)
+    assert len(parts_before) == 2
+
+    # The broker delivers chunk 0 again, as after a visibility timeout: it is not run
+    # again, and writes no second part.
+    chunk = split_into_chunks(job_id, queue.model, images, InferenceParams(), 2)[0]
+    queue.send(chunk)
+    waiting = keys.queue_for_chunk(queue.model, chunk.priority, chunk.chunk)
 
     def duplicate_done() -> bool:
-        # Rewritten part, and nothing left unacknowledged: the task ran to its end.
-        part = object_store.get_if_exists(RESULTS_BUCKET, keys.result_part_key(job_id, 0))
-        return part is not None and job_store.redis.hlen("unacked") == 0
+        # Taken from its queue, and nothing left unacknowledged: the task ran to its end.
+        return job_store.redis.llen(waiting) == 0 and job_store.redis.hlen("unacked") == 0
 
     wait_until(duplicate_done, timeout_s=60, what="the duplicate chunk to be processed")
     after = job_store.get(job_id)
@@ -98,6 +104,13 @@ def test_a_redelivered_chunk_changes_nothing(
         before.public.status,
     )
     assert archive.read_results(job_id) == results_before
+    assert _part_keys(object_store, job_id) == parts_before
+
+
+def _part_keys(object_store: ObjectStore, job_id: str) -> list[str]:
+    prefix = keys.result_part_key(job_id, 0, 0).rpartition("/")[0] + "/"
+    listing = object_store.client.list_objects_v2(Bucket=RESULTS_BUCKET, Prefix=prefix)
+    return [entry["Key"] for entry in listing.get("Contents", [])]
 
 
 def test_prometheus_metrics_and_item_timings(
@@ -107,10 +120,10 @@ def test_prometheus_metrics_and_item_timings(
     stack_env: dict[str, str],
 ) -> None:
     images = put_images(object_store, 3)
-    job_id = submit(job_store, queue, images)
+    job_id = submit(job_store, object_store, queue, images)
     wait_final(job_store, job_id)
-    for item in job_store.items(job_id, 0, 3):
-        assert item is not None and item.timings is not None
+    for item in read_items(job_store, ResultArchive(object_store, RESULTS_BUCKET), job_id, 0, 3, 3):
+        assert item.timings is not None
         t = item.timings
         assert t.queue_s is not None and t.queue_s >= 0
         assert t.download_s and t.decode_s and t.inference_s and t.batch_images
@@ -178,9 +191,9 @@ def test_a_one_chunk_job_writes_its_results_without_a_part(
     job_store: JobStore, queue: ChunkQueue, object_store: ObjectStore
 ) -> None:
     images = put_images(object_store, 2)
-    job_id = submit(job_store, queue, images, chunk_size=4)
+    job_id = submit(job_store, object_store, queue, images, chunk_size=4)
     record = wait_final(job_store, job_id)
     assert record.public.status == JobStatus.SUCCEEDED
     archive = ResultArchive(object_store, RESULTS_BUCKET)
     assert archive.read_results(job_id) == job_store.items(job_id, 0, 2)
-    assert object_store.get_if_exists(RESULTS_BUCKET, keys.result_part_key(job_id, 0)) is None
+    assert _part_keys(object_store, job_id) == []

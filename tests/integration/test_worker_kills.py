@@ -55,7 +55,7 @@ def test_kill_9_mid_job_loses_and_doubles_nothing(
     # Round 2: the other worker is killed.
     for round, victim in enumerate(["a@kills", "a@kills", "b@kills"]):
         images = put_images(object_store, 24, prefix=f"kills-{round}")
-        job_id = submit(job_store, queue, images, chunk_size=2)
+        job_id = submit(job_store, object_store, queue, images, chunk_size=2)
         jobs[job_id] = images
         wait_until(
             lambda v=victim: bool(job_store.inflight(v)),  # type: ignore[misc]
@@ -88,7 +88,7 @@ def test_sigterm_finishes_or_hands_back_every_chunk(
     worker = launcher.start("g@sigterm", **env)
     queue = launcher.queue("sigterm")
     images = put_images(object_store, 24, prefix="sigterm")
-    job_id = submit(job_store, queue, images, chunk_size=2)
+    job_id = submit(job_store, object_store, queue, images, chunk_size=2)
     chunks = 12
 
     def started() -> bool:
@@ -99,14 +99,16 @@ def test_sigterm_finishes_or_hands_back_every_chunk(
     worker.popen.send_signal(signal.SIGTERM)
     assert worker.popen.wait(60) == 0, worker.log_tail()
 
-    counted = {int(c) for c in job_store.redis.smembers(job_store.keys.job_chunks_done(job_id))}
-    for chunk in range(chunks):
-        part = object_store.get_if_exists(RESULTS_BUCKET, keys.result_part_key(job_id, chunk))
-        if chunk in counted:  # whole: every line of the chunk, nothing else
-            assert part is not None
-            assert len(part.decode().splitlines()) == 2
-        else:  # never begun, so nothing half-written
-            assert part is None
+    counted = job_store.counted_parts(job_id)
+    prefix = keys.result_part_key(job_id, 0, 0).rpartition("/")[0] + "/"
+    listing = object_store.client.list_objects_v2(Bucket=RESULTS_BUCKET, Prefix=prefix)
+    written = {entry["Key"] for entry in listing.get("Contents", [])}
+    # Only counted chunks have a part (one each), and each is whole: every line of the
+    # chunk, nothing else. A chunk never begun left nothing half-written.
+    assert written == {keys.result_part_key(job_id, c, p.delivery) for c, p in counted.items()}
+    for chunk, part in counted.items():
+        data = object_store.get(RESULTS_BUCKET, keys.result_part_key(job_id, chunk, part.delivery))
+        assert len(data.decode().splitlines()) == 2
     assert job_store.inflight("g@sigterm") == []
     # Every chunk not recorded is back in the queue, once.
     waiting = sum(job_store.redis.llen(name) for name in queue.queues)
@@ -141,7 +143,7 @@ def test_a_chunk_that_keeps_killing_its_worker_is_dead_lettered(
         + put_images(object_store, 2, prefix="poison/fault-slow")
         + put_images(object_store, 2, prefix="poison")
     )
-    job_id = submit(job_store, queue, images, chunk_size=2)
+    job_id = submit(job_store, object_store, queue, images, chunk_size=2)
     # Whenever chunk 1 starts, its worker dies (as on a decoder crash or an OOM kill).
     for delivery in (1, 2):
         wait_until(
@@ -188,7 +190,7 @@ def test_a_chunk_taken_but_never_listed_returns_after_the_visibility_timeout(
     }
     queue = launcher.queue("backstop")
     images = put_images(object_store, 2, prefix="backstop")
-    job_id = submit(job_store, queue, images, chunk_size=2)
+    job_id = submit(job_store, object_store, queue, images, chunk_size=2)
     redis = job_store.redis
     raw = redis.rpop(keys.queue_for_chunk("backstop", "normal", 0))
     assert raw is not None
@@ -216,7 +218,7 @@ def test_a_chunk_the_broker_lost_is_sent_again(
     own = WorkerLauncher(launcher.group, {**launcher.env, "YOLOQ_KEY_PREFIX": prefix}, job_store)
     queue = own.queue("lost")
     images = put_images(object_store, 6, prefix="lost")
-    job_id = submit(job_store, queue, images, chunk_size=2)
+    job_id = submit(job_store, object_store, queue, images, chunk_size=2)
     assert job_store.redis.rpop(keys.queue_for_chunk("lost", "normal", 0)) is not None
 
     own.start("w@lost", YOLOQ_MODEL_NAME="lost", YOLOQ_LOST_CHUNK_AFTER_S="2")

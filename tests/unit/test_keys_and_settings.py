@@ -5,14 +5,17 @@ from yoloq.settings import Settings
 
 
 def test_result_parts_sort_in_chunk_order() -> None:
-    parts = [keys.result_part_key("j", n) for n in (10, 2, 100, 1)]
-    assert sorted(parts) == [keys.result_part_key("j", n) for n in (1, 2, 10, 100)]
+    parts = [keys.result_part_key("j", n, 1) for n in (10, 2, 100, 1)]
+    assert sorted(parts) == [keys.result_part_key("j", n, 1) for n in (1, 2, 10, 100)]
+    # Two deliveries of one chunk write two parts, never one over the other.
+    assert keys.result_part_key("j", 3, 1) != keys.result_part_key("j", 3, 2)
 
 
 def test_s3_layout_is_per_job() -> None:
     assert keys.results_key("abc") == "jobs/abc/results.jsonl"
     assert keys.manifest_key("abc") == "jobs/abc/manifest.json"
-    assert keys.result_part_key("abc", 3) == "jobs/abc/parts/000003.jsonl"
+    assert keys.result_part_key("abc", 3, 2) == "jobs/abc/parts/000003-2.jsonl"
+    assert keys.input_page_key("abc", 1) == "jobs/abc/inputs/000001.jsonl"
 
 
 def test_redis_keys_carry_the_prefix() -> None:

@@ -4,7 +4,8 @@
 -- ARGV[1] chunk index, ARGV[2] now (unix seconds), ARGV[3] in-flight field, ARGV[4] the task
 -- Returns {verdict, deliveries}: 'gone' (job expired or never created), 'cancelled',
 -- 'counted' (recorded by an earlier delivery), or 'run' with the deliveries started so
--- far, this one included. A 'run' lists the chunk in flight and marks a queued job running.
+-- far, this one included (which names the part it writes). A 'run' lists the chunk in
+-- flight and marks a queued job running.
 local ttl = redis.call('TTL', KEYS[1])
 if ttl == -2 then
   return {'gone', 0}
@@ -13,7 +14,7 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'cancelled' then
   return {'cancelled', 0}
 end
-if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
   return {'counted', 0}
 end
 local deliveries = redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
@@ -24,5 +25,8 @@ redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
 if status == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2])
   publish_event(KEYS[1], KEYS[5])
+elseif status == 'planning' then
+  -- Chunks run while the planner lists; the job says 'running' once planning ends.
+  redis.call('HSETNX', KEYS[1], 'started_at', ARGV[2])
 end
 return {'run', deliveries}

@@ -16,7 +16,6 @@ from api.backpressure import retry_after_s
 from api.deps import Services
 from yoloq import keys
 from yoloq.chunking import split_into_chunks
-from yoloq.inputs import PAGE_CHUNKS
 from yoloq.job_store import NotReplicated
 from yoloq.object_store import ObjectAccessDenied, ObjectNotFound, StorageUnavailable
 from yoloq.schemas import (
@@ -168,7 +167,7 @@ def enqueue_plan(
         callback_url,
         total=0,
         chunks=0,
-        page_images=PAGE_CHUNKS * services.settings.chunk_size,
+        page_images=services.settings.plan_page_chunks * services.settings.chunk_size,
         plan=spec,
     )
     try:

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from workers.pipeline import finalize_job
 from workers.runtime import WorkerRuntime
 from workers.sweeper import chunks_somewhere, send_missing
-from yoloq.job_store import PlanState
+from yoloq.inputs import JobInputs
+from yoloq.job_store import JobStore, PlanState
 from yoloq.listing import list_next
-from yoloq.object_store import ObjectAccessDenied, ObjectNotFound
+from yoloq.object_store import ObjectAccessDenied, ObjectNotFound, ObjectStore
+from yoloq.schemas import ChunkTask
 
 log = logging.getLogger(__name__)
 
@@ -33,92 +37,120 @@ LOCK_S = 120.0
 BACKPRESSURE_WAIT_S = 2.0
 
 
-def plan_step(runtime: WorkerRuntime, job_id: str) -> None:
-    holder = f"{runtime.name}:{uuid.uuid4().hex}"
-    if not runtime.jobs.take_planner_lock(job_id, holder, LOCK_S):
+@dataclass
+class Planner:
+    """What planning needs of a worker."""
+
+    jobs: JobStore
+    store: ObjectStore
+    inputs: JobInputs
+    send_chunk: Callable[[ChunkTask], None]
+    send_step: Callable[[str, str, str, float], None]
+    """(job id, model, priority, after how many seconds)"""
+    finalize: Callable[[str], None]
+    queue_limit: int | None
+    name: str
+
+    @classmethod
+    def of(cls, runtime: WorkerRuntime) -> Planner:
+        return cls(
+            jobs=runtime.jobs,
+            store=runtime.store,
+            inputs=runtime.inputs,
+            send_chunk=runtime.requeue,
+            send_step=runtime.send_plan,
+            finalize=lambda job_id: finalize_job(runtime, job_id),
+            queue_limit=runtime.settings.queue_limit,
+            name=runtime.name,
+        )
+
+
+def plan_step(planner: Planner, job_id: str) -> None:
+    holder = f"{planner.name}:{uuid.uuid4().hex}"
+    if not planner.jobs.take_planner_lock(job_id, holder, LOCK_S):
         return  # another planner is on it; if it dies, the sweeper sends a step again
     try:
         for _ in range(STEP_PAGES):
-            state = runtime.jobs.plan_state(job_id)
+            state = planner.jobs.plan_state(job_id)
             if state is None:
                 return  # planned, cancelled or expired
-            _send_unsent(runtime, state)
-            if _backpressured(runtime, state):
+            _send_unsent(planner, state)
+            if _backpressured(planner, state):
                 log.info("job %s: planning waits for the queue of %s", job_id, state.record.model)
-                _next_step(runtime, state, BACKPRESSURE_WAIT_S)
+                _next_step(planner, state, BACKPRESSURE_WAIT_S)
                 return
-            if not _plan_page(runtime, state):
+            if not _plan_page(planner, state):
                 return
-            runtime.jobs.take_planner_lock(job_id, holder, LOCK_S)
-        state = runtime.jobs.plan_state(job_id)
+            planner.jobs.take_planner_lock(job_id, holder, LOCK_S)
+        state = planner.jobs.plan_state(job_id)
         if state is not None:
-            _next_step(runtime, state, 0)
+            _next_step(planner, state, 0)
     finally:
-        runtime.jobs.release_planner_lock(job_id, holder)
+        planner.jobs.release_planner_lock(job_id, holder)
 
 
-def _next_step(runtime: WorkerRuntime, state: PlanState, after_s: float) -> None:
+def _next_step(planner: Planner, state: PlanState, after_s: float) -> None:
     record = state.record
-    runtime.send_plan(record.public.id, record.model, record.priority, after_s)
+    planner.send_step(record.public.id, record.model, record.priority, after_s)
 
 
-def _backpressured(runtime: WorkerRuntime, state: PlanState) -> bool:
+def _backpressured(planner: Planner, state: PlanState) -> bool:
     """The API's rule for new jobs: list no further while the model's queue is at its
     limit."""
-    limit = runtime.settings.queue_limit
-    return limit is not None and runtime.jobs.queued_images_for(state.record.model) >= limit
+    limit = planner.queue_limit
+    return limit is not None and planner.jobs.queued_images_for(state.record.model) >= limit
 
 
-def _send_unsent(runtime: WorkerRuntime, state: PlanState) -> None:
+def _send_unsent(planner: Planner, state: PlanState) -> None:
     """Chunks of a page counted by a planner that died before sending them."""
     record = state.record
     if state.chunks_sent >= record.chunks:
         return
-    somewhere = chunks_somewhere(runtime.jobs, {record.model}) or set()
+    somewhere = chunks_somewhere(planner.jobs, {record.model}) or set()
     unsent = range(state.chunks_sent, record.chunks)
-    sent = send_missing(runtime.jobs, runtime.inputs, runtime.requeue, record, unsent, somewhere)
+    sent = send_missing(planner.jobs, planner.inputs, planner.send_chunk, record, unsent, somewhere)
     log.warning("job %s: sent chunks %s its last planner counted, not sent", record.public.id, sent)
-    runtime.jobs.chunks_sent(record.public.id, record.chunks)
+    planner.jobs.chunks_sent(record.public.id, record.chunks)
 
 
-def _plan_page(runtime: WorkerRuntime, state: PlanState) -> bool:
+def _plan_page(planner: Planner, state: PlanState) -> bool:
     """List, store, count and send one page; False once planning has ended."""
     record = state.record
     job_id = record.public.id
     left = state.spec.most - record.public.total
     try:
         if left <= 0:
-            more = list_next(runtime.store, state.spec, state.cursor, 1).images
-            return _finish(runtime, job_id, truncated=bool(more))
-        listed = list_next(runtime.store, state.spec, state.cursor, min(record.page_images, left))
+            more = list_next(planner.store, state.spec, state.cursor, 1).images
+            return _finish(planner, job_id, truncated=bool(more))
+        listed = list_next(planner.store, state.spec, state.cursor, min(record.page_images, left))
     except (ObjectNotFound, ObjectAccessDenied) as error:
         log.error("job %s: its images can no longer be listed (%s); planning stops", job_id, error)
-        return _finish(runtime, job_id, truncated=True)
+        return _finish(planner, job_id, truncated=True)
     if listed.images:
         page = (listed.images, listed.invalid)
         first = record.chunks
         count = -(-len(listed.images) // record.chunk_size)
-        runtime.inputs.write_page(job_id, state.pages, *page)
-        verdict = runtime.jobs.plan_page(
+        planner.inputs.write_page(job_id, state.pages, *page)
+        verdict = planner.jobs.plan_page(
             job_id, record.model, state.pages, len(listed.images), count, listed.cursor
         )
         if verdict != "planned":
             log.info("job %s: page %d not planned (%s)", job_id, state.pages, verdict)
             return False
         for chunk in range(first, first + count):
-            runtime.requeue(runtime.inputs.chunk_task(record, chunk, page))
-        runtime.jobs.chunks_sent(job_id, first + count)
+            planner.send_chunk(planner.inputs.chunk_task(record, chunk, page))
+        planner.jobs.chunks_sent(job_id, first + count)
     if listed.exhausted or len(listed.images) >= left:
         truncated = not listed.exhausted and bool(
-            list_next(runtime.store, state.spec, listed.cursor, 1).images
+            list_next(planner.store, state.spec, listed.cursor, 1).images
         )
-        return _finish(runtime, job_id, truncated)
+        return _finish(planner, job_id, truncated)
     return True
 
 
-def _finish(runtime: WorkerRuntime, job_id: str, truncated: bool) -> bool:
-    status, complete = runtime.jobs.finish_planning(job_id, truncated)
+def _finish(planner: Planner, job_id: str, truncated: bool) -> bool:
+    status, complete = planner.jobs.finish_planning(job_id, truncated)
     log.info("job %s planned (%s%s)", job_id, status, ", truncated" if truncated else "")
     if complete:
-        finalize_job(runtime, job_id)  # every chunk ran while it was listed
+        planner.finalize(job_id)  # every chunk ran while it was listed
     return False

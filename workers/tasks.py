@@ -12,7 +12,7 @@ from celery.worker.request import Request
 
 from workers import runtime
 from workers.delivery import HandBack, deliver_chunk
-from workers.planner import plan_step
+from workers.planner import Planner, plan_step
 from workers.webhook import WebhookFailed, backoff_s, deliver
 from yoloq import keys
 from yoloq.schemas import ChunkTask
@@ -52,7 +52,7 @@ def register_tasks(app: Celery) -> None:
     def plan_job(job_id: str) -> None:
         worker = runtime.current()
         try:
-            plan_step(worker, job_id)
+            plan_step(Planner.of(worker), job_id)
         except Exception:
             # Redis or S3 away: try again shortly. The step is safe to repeat.
             log.exception("job %s: a planning step failed; trying again", job_id)

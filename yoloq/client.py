@@ -18,6 +18,8 @@ from yoloq.schemas import (
     JobCreate,
     JobEvent,
     JobPublic,
+    ManifestSource,
+    PrefixSource,
     UploadedImage,
     WorkerHeartbeat,
 )
@@ -78,12 +80,20 @@ class Client:
 
     def submit(
         self,
-        images: list[ImageRef],
+        images: list[ImageRef] | PrefixSource | ManifestSource,
         params: InferenceParams | None = None,
         model: str | None = None,
         idempotency_key: str | None = None,
     ) -> JobAccepted:
-        job = JobCreate(images=images, params=params or InferenceParams(), model=model)
+        """A job of the images listed, or of every image under a prefix or in a manifest
+        (listed by the workers: it starts as ``planning``, with ``total`` growing)."""
+        job = JobCreate(
+            images=images if isinstance(images, list) else None,
+            source=images if isinstance(images, PrefixSource) else None,
+            manifest=images if isinstance(images, ManifestSource) else None,
+            params=params or InferenceParams(),
+            model=model,
+        )
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return JobAccepted.model_validate(
             self._call(

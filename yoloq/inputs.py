@@ -17,9 +17,6 @@ from yoloq.job_store import JobRecord
 from yoloq.object_store import ObjectStore
 from yoloq.schemas import ChunkTask, ImageRef
 
-PAGE_CHUNKS = 64
-"""Chunks per page of a planned job's images: a page holds ``PAGE_CHUNKS * chunk_size``."""
-
 
 def encode_page(images: list[ImageRef], invalid: dict[int, str] | None = None) -> bytes:
     """JSONL, a line an image; ``invalid``: index in the page -> why that line names none."""

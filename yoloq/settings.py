@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     """Most images in one job, for tenants whose key sets none (``TenantConfig``). A prefix
     or manifest job longer than that runs its first this-many images and says
     ``truncated``; an ``images`` list longer than that is refused."""
+    plan_page_chunks: int = Field(default=64, ge=1)
+    """Chunks per page a planner lists at a time (a page of a prefix or manifest job's
+    images in S3, ``yoloq.inputs``): 1,024 images with the default chunk size."""
     queue_limit: int | None = Field(default=None, ge=1)
     """Images a model's queue may hold before new jobs get 429; unset, no limit."""
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install demo test lint typecheck unit redis bench bench-tasks bench-detect soak soak-cluster host-tools clean \
+.PHONY: install demo test lint typecheck unit redis bench bench-tasks bench-detect bench-scale soak soak-cluster host-tools clean \
 	images images-test
 
 # Torch first, from the pinned release, so no later install can pull a different build.
@@ -82,3 +82,7 @@ bench-tasks: install
 # POST /v1/detect against in-process inference and a Flask/gunicorn server (bench/detect.py).
 bench-detect: install
 	$(PY) bench/detect.py --runs 3
+
+# What a job costs as it grows: 1k and 10k-image prefix jobs, three runs (bench/scale.py).
+bench-scale: install
+	$(PY) bench/scale.py --runs 3

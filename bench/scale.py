@@ -13,8 +13,8 @@ Redis used before the job, which also counts connections' buffers and the broker
 keys), and what the job's own keys hold after it (``MEMORY USAGE``: its hash, chunk
 markers and delivery counts, all O(chunks)); API and worker peak RSS while the job ran;
 finalize time (every chunk counted -> the job final, results.jsonl written); and the p50
-latency of a results page at the first and at the last offset. Then ratios against the smallest size, measured
-in the same run: images/s and peak RSS. ``--manifest-keys N`` submits a manifest of N keys
+latency of a results page at the first and at the last offset. Then ratios against the
+smallest size, measured in the same run: images/s and peak RSS. ``--manifest-keys N`` submits a manifest of N keys
 that do not exist (each becomes a ``not_found`` item) and measures its planning rate.
 
 The worker's queue is bounded (``YOLOQ_QUEUE_LIMIT``), so the planner waits for the worker

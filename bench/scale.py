@@ -14,8 +14,9 @@ keys), and what the job's own keys hold after it (``MEMORY USAGE``: its hash, ch
 markers and delivery counts, all O(chunks)); API and worker peak RSS while the job ran;
 finalize time (every chunk counted -> the job final, results.jsonl written); and the p50
 latency of a results page at the first and at the last offset. Then ratios against the
-smallest size, measured in the same run: images/s and peak RSS. ``--manifest-keys N`` submits a manifest of N keys
-that do not exist (each becomes a ``not_found`` item) and measures its planning rate.
+smallest size, measured in the same run: images/s and peak RSS. ``--manifest-keys N``
+submits a manifest of N keys that do not exist (each would be a ``not_found`` item),
+measures how fast it is planned, and cancels it.
 
 The worker's queue is bounded (``YOLOQ_QUEUE_LIMIT``), so the planner waits for the worker
 instead of filling Redis with queued chunks: that is what keeps the peak flat.

@@ -15,8 +15,8 @@ markers and delivery counts, all O(chunks)); API and worker peak RSS while the j
 finalize time (every chunk counted -> the job final, results.jsonl written); and the p50
 latency of a results page at the first and at the last offset. Then ratios against the
 smallest size, measured in the same run: images/s and peak RSS. ``--manifest-keys N``
-submits a manifest of N keys that do not exist (each would be a ``not_found`` item),
-measures how fast it is planned, and cancels it.
+submits a manifest of N keys that do not exist (each a ``not_found`` item), measures how
+fast it is planned (paced by the bounded queue), and cancels it.
 
 The worker's queue is bounded (``YOLOQ_QUEUE_LIMIT``), so the planner waits for the worker
 instead of filling Redis with queued chunks: that is what keeps the peak flat.
@@ -230,7 +230,8 @@ def plan_manifest(stack: Stack, keys: int) -> dict[str, Any]:
     body = b"".join(b'{"key": "missing/%09d.jpg"}\n' % n for n in range(keys))
     stack.store.put(BUCKET, manifest.key, body)
     accepted = stack.client.submit(manifest, PARAMS)
-    # The worker's queue is bounded: run unbounded here so planning alone is measured.
+    # The queue is bounded, so this is planning paced by the worker (keys that do not
+    # exist fail fast, each a not_found item), not listing alone.
     job = stack.client.job(accepted.id)
     while job.planned_at is None:
         time.sleep(0.5)

@@ -81,7 +81,7 @@ def deliver_chunk(runtime: WorkerRuntime, task: ChunkTask) -> ChunkOutcome:
             start = retry_through_outages(
                 lambda: runtime.jobs.start_chunk(task, runtime.name), give_up, f"starting {name}"
             )
-            if start.verdict in ("gone", "cancelled"):
+            if start.verdict in ("gone", "cancelled", "ended"):
                 log.info("%s skipped: the job is %s", name, start.verdict)
                 return skipped(task)
             if start.verdict == "counted":

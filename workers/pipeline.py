@@ -289,6 +289,10 @@ def finalize_job(
     record = runtime.jobs.get(job_id)
     assert record is not None
     runtime.archive.write_manifest(record.manifest())
+    if parts:
+        # Last, so a finaliser killed before it leaves the markers to a redelivery,
+        # which finalises again.
+        runtime.jobs.forget_chunks(job_id)
     log.info("job %s finished: %s", job_id, record.public.status)
     if record.callback_url and runtime.jobs.claim_webhook(job_id):
         runtime.on_job_finished(job_id)

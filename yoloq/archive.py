@@ -34,6 +34,7 @@ UPLOAD_PART_BYTES = 8 * 1024 * 1024
 """Smaller parts are downloaded and joined into upload parts of about this size."""
 FETCH_THREADS = 16
 CACHED_PARTS = 256
+CACHED_INDEXES = 16
 
 
 def to_jsonl(items: list[ResultItem]) -> bytes:
@@ -76,6 +77,7 @@ class ResultArchive:
         # A counted part never changes (its key names the delivery that wrote it), so a
         # cache of them is never stale.
         self._cache: OrderedDict[str, list[ResultItem]] = OrderedDict()
+        self._indexes: OrderedDict[str, tuple[int, dict[int, PartRef]]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
     # Parts
@@ -134,11 +136,21 @@ class ResultArchive:
         )
 
     def read_parts_index(self, job_id: str) -> tuple[int, dict[int, PartRef]] | None:
+        """Cached: an ended job's index does not change."""
+        with self._cache_lock:
+            if job_id in self._indexes:
+                self._indexes.move_to_end(job_id)
+                return self._indexes[job_id]
         data = self.store.get_if_exists(self.bucket, keys.parts_index_key(job_id))
         if data is None:
             return None
         index = PartsIndex.model_validate_json(data)
-        return index.chunk_size, {c: PartRef.decode(p) for c, p in index.parts.items()}
+        found = index.chunk_size, {c: PartRef.decode(p) for c, p in index.parts.items()}
+        with self._cache_lock:
+            self._indexes[job_id] = found
+            while len(self._indexes) > CACHED_INDEXES:
+                self._indexes.popitem(last=False)
+        return found
 
     # results.jsonl
 

@@ -15,8 +15,9 @@ def read_items(
 
     While Redis holds the job, its counted chunks name their parts in S3, and item ``i``
     is in chunk ``i // chunk_size``: a page costs one Redis call and a GET per part (in
-    parallel, cached). A job of one chunk has its items in Redis. After the TTL,
-    ``parts.json`` names the parts; a job of one chunk is read from results.jsonl."""
+    parallel, cached). A job of one chunk has its items in Redis. Once a job has ended,
+    ``parts.json`` names the parts (Redis drops the markers); a job of one chunk is read
+    from results.jsonl after the TTL."""
     limit = min(limit, max(0, total - offset))
     record = jobs.get(job_id)
     if record is not None:
@@ -27,6 +28,9 @@ def read_items(
                     break
                 items.append(item)
             return items
+        index = archive.read_parts_index(job_id) if record.public.status.is_final else None
+        if index is not None:  # its chunk markers may be gone from Redis
+            return archive.read_items(job_id, offset, limit, *index)
         size = record.chunk_size
         chunks = list(range(offset // size, (offset + limit - 1) // size + 1)) if limit else []
         parts = jobs.counted_parts(job_id, chunks)

@@ -139,7 +139,7 @@ class ChunkCompletion:
 @dataclass(frozen=True)
 class ChunkStart:
     verdict: str
-    """``run``, or why not: ``gone``, ``cancelled`` or ``counted``."""
+    """``run``, or why not: ``gone``, ``cancelled``, ``ended`` or ``counted``."""
     deliveries: int
     """Deliveries of the chunk started so far, this one included (for ``run``)."""
 
@@ -431,10 +431,15 @@ class JobStore:
         )
         if newly == -1:
             raise JobGone(f"job {task.job_id} is not in Redis (expired or never created)")
-        if newly == -2:
+        if newly in (-2, -3):  # cancelled, or ended: nothing more is recorded
             return ChunkCompletion(False, 0, 0, cancelled=True)
         part_counted = PartRef.decode(counted) if counted else None
         return ChunkCompletion(bool(newly), int(chunks_done), int(chunks_total), part_counted)
+
+    def forget_chunks(self, job_id: str) -> None:
+        """Drop a finalised job's chunk markers and delivery counts (``parts.json`` names
+        its parts now): what Redis keeps of an ended job does not grow with it."""
+        self.redis.delete(self.keys.job_chunks_done(job_id), self.keys.job_deliveries(job_id))
 
     def claim_webhook(self, job_id: str) -> bool:
         """True for the one caller that should send the job's webhook."""

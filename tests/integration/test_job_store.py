@@ -238,3 +238,36 @@ def test_heartbeats_age_out(store: JobStore) -> None:
     assert store.live_workers(30) == []
     store.forget_worker("gpu0@host")
     assert not store.redis.exists(store.keys.worker("gpu0@host"))
+
+
+def test_the_first_delivery_counted_names_the_part_and_redis_keeps_no_items(
+    store: JobStore,
+) -> None:
+    job_id = _job(store, total=4, chunks=2)
+    task = _task(job_id, 0)
+    first = store.complete_chunk(task, PartRef(2, 300), _items(0, 2))
+    second = store.complete_chunk(task, PartRef(3, 310), _items(0, 2))
+    assert first.newly_counted and first.part_counted == PartRef(2, 300)
+    assert not second.newly_counted and second.part_counted == PartRef(2, 300)
+    # Items stay in their part: only a job of one chunk keeps them in Redis.
+    assert store.redis.exists(store.keys.job_items(job_id)) == 0
+    assert store.counted_parts(job_id, [0, 1]) == {0: PartRef(2, 300)}
+    # A question (no images) counts nothing, even for a chunk not counted yet.
+    asked = store.complete_chunk(_task(job_id, 1), PartRef(0, 0), [])
+    assert not asked.newly_counted and asked.part_counted is None
+    assert store.counted_chunks(job_id) == {0}
+
+
+def test_an_ended_job_without_its_markers_counts_nothing_more(store: JobStore) -> None:
+    job_id = _job(store, total=4, chunks=2)
+    _complete(store, job_id, 0, _items(0, 2))
+    _complete(store, job_id, 1, _items(2, 2))
+    store.finish(job_id, JobStatus.SUCCEEDED)
+    # Before its markers go, a redelivered chunk still sees it counted (and finalises).
+    assert store.start_chunk(_task(job_id, 1), "w1").verdict == "counted"
+    store.forget_chunks(job_id)
+    assert store.start_chunk(_task(job_id, 1), "w1").verdict == "ended"
+    late = _complete(store, job_id, 1, _items(2, 2))
+    assert not late.newly_counted and late.cancelled
+    record = store.get(job_id)
+    assert record is not None and record.public.done == 4

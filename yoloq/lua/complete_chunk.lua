@@ -7,13 +7,19 @@
 -- items are in their parts in S3, and Redis keeps nothing per item)
 -- Returns {newly_counted (1|0), chunks_done, chunks_total, the part counted}, where
 -- chunks_total is 0 while the job is still being planned (it cannot be complete yet);
--- {-1, 0, 0, ''} if the job is gone, {-2, 0, 0, ''} if it was cancelled.
+-- {-1, 0, 0, ''} if the job is gone, {-2, 0, 0, ''} if it was cancelled, {-3, 0, 0, ''} if
+-- it ended and no longer keeps chunk markers.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {-1, 0, 0, ''}
 end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'cancelled' then
   return {-2, 0, 0, ''}
+end
+local ended = status ~= 'planning' and status ~= 'queued' and status ~= 'running'
+if ended and redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
+  -- Finalised, and its chunk markers dropped (parts.json holds them): nothing to count.
+  return {-3, 0, 0, ''}
 end
 local added = 0
 -- No images: a question (how far is the job?) from a delivery of a chunk counted already.

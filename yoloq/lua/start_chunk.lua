@@ -3,6 +3,7 @@
 -- KEYS[4] the worker's in-flight hash, KEYS[5] the job-events channel
 -- ARGV[1] chunk index, ARGV[2] now (unix seconds), ARGV[3] in-flight field, ARGV[4] the task
 -- Returns {verdict, deliveries}: 'gone' (job expired or never created), 'cancelled',
+-- 'ended' (finalised),
 -- 'counted' (recorded by an earlier delivery), or 'run' with the deliveries started so
 -- far, this one included (which names the part it writes). A 'run' lists the chunk in
 -- flight and marks a queued job running.
@@ -16,6 +17,10 @@ if status == 'cancelled' then
 end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
   return {'counted', 0}
+end
+if status ~= 'planning' and status ~= 'queued' and status ~= 'running' then
+  -- Finalised, its chunk markers dropped once parts.json and the manifest were written.
+  return {'ended', 0}
 end
 local deliveries = redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if ttl > 0 then

@@ -216,6 +216,7 @@ def _create(
             callback_url=callback_url,
             chunks=chunks,
             chunk_size=settings.chunk_size,
+            segment_chunks=settings.result_segment_chunks if chunks != 1 or plan else 0,
             model=pin.id,
             params=params,
             priority=priority,

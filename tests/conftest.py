@@ -168,6 +168,7 @@ def stack_env(
         "YOLOQ_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
         "YOLOQ_CHUNK_SIZE": "4",
         "YOLOQ_PLAN_PAGE_CHUNKS": "2",  # planned jobs list 8 images to a page
+        "YOLOQ_RESULT_SEGMENT_CHUNKS": "2",  # and join every 2 parts into a segment
         "YOLOQ_MAX_IMAGES_PER_JOB": "64",
         "YOLOQ_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
         "YOLOQ_HEARTBEAT_INTERVAL_S": "1",

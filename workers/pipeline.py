@@ -282,7 +282,9 @@ def finalize_job(
         log.warning("job %s expired before it could be finalized", job_id)
         return
     parts = runtime.jobs.counted_parts(job_id) if not known else {}
-    runtime.archive.write_results(job_id, record.chunks, parts, known)
+    runtime.archive.write_results(
+        job_id, record.chunks, parts, known, record.segments, record.segment_chunks
+    )
     if parts:
         runtime.archive.write_parts_index(job_id, record.chunk_size, parts)
     runtime.jobs.finish(job_id, final_status(record.public))
@@ -332,6 +334,23 @@ def _labels(runtime: WorkerRuntime, task: ChunkTask) -> tuple[str, str]:
     return model.labels if model else (task.model, "")
 
 
+def _write_segment(runtime: WorkerRuntime, job_id: str, segment: int) -> None:
+    """This count completed a segment: join its parts now (finalising then reads it as
+    one object). Losing it only costs speed: finalising reads the parts instead."""
+    record = runtime.jobs.get(job_id)
+    if record is None or not record.segment_chunks:
+        return
+    chunks = range(segment * record.segment_chunks, (segment + 1) * record.segment_chunks)
+    parts = runtime.jobs.counted_parts(job_id, list(chunks))
+    if len(parts) < len(chunks):
+        return
+    try:
+        size = runtime.archive.write_segment(job_id, segment, chunks, parts)
+        runtime.jobs.segment_written(job_id, segment, size)
+    except Exception:
+        log.warning("job %s: segment %d not joined; its parts will be", job_id, segment)
+
+
 def _finalize_if_complete(
     runtime: WorkerRuntime, task: ChunkTask, items: list[ResultItem], completion: ChunkCompletion
 ) -> None:
@@ -372,6 +391,8 @@ def record_chunk(
     outcome = _outcome(task, items, completion)
     if task.inline_image:
         runtime.jobs.forget_image(task.job_id)  # counted: no delivery will read it again
+    if completion.completed_segment >= 0:
+        _write_segment(runtime, task.job_id, completion.completed_segment)
     if completion.newly_counted:
         runtime.stats.count_images(outcome.images)
         metrics.IMAGES.labels(*labels, "ok").inc(outcome.images - outcome.errors)

@@ -154,33 +154,63 @@ class ResultArchive:
 
     # results.jsonl
 
+    def write_segment(
+        self, job_id: str, segment: int, chunks: range, parts: dict[int, PartRef]
+    ) -> int:
+        """Join a run of counted parts into one object, ahead of the end of the job, so
+        finalising reads a few large objects instead of every part. Returns its size."""
+        data = b"".join(
+            self._fetched([keys.result_part_key(job_id, c, parts[c].delivery) for c in chunks])
+        )
+        self.store.put(self.bucket, keys.result_segment_key(job_id, segment), data)
+        return len(data)
+
     def write_results(
         self,
         job_id: str,
         chunks: int,
         parts: dict[int, PartRef],
         known: dict[int, list[ResultItem]] | None = None,
+        segments: dict[int, int] | None = None,
+        segment_chunks: int = 0,
     ) -> None:
         """Join every chunk's items, in chunk order, into results.jsonl.
 
-        A multipart upload: parts of at least 5 MiB are copied inside S3 (UploadPartCopy),
+        From the segments already joined (segment -> its size; each holds
+        ``segment_chunks`` chunks), then the parts of the chunks they do not cover. A
+        multipart upload: pieces of at least 5 MiB are copied inside S3 (UploadPartCopy),
         smaller ones are fetched (many at once) and joined into upload parts of about
-        8 MiB, so memory holds a few parts, never the job. ``known``: chunks the caller
+        8 MiB, so memory holds a few pieces, never the job. ``known``: chunks the caller
         has in memory (a job of one chunk, which has no part)."""
-        known = known or {}
-        missing = [c for c in range(chunks) if c not in known and c not in parts]
-        if missing:
-            raise ObjectNotFound(f"job {job_id}: chunks {missing[:10]} have no counted part")
-        joined = {chunk: to_jsonl(items) for chunk, items in known.items()}
-        plan = _plan_upload(chunks, {c: len(d) for c, d in joined.items()}, parts)
-        fetched = self._fetched(job_id, [c for c, how in plan if how == "fetch"], parts)
+        known, segments = known or {}, segments or {}
+        pieces: list[_Piece] = []
+        chunk = 0
+        while chunk < chunks:
+            segment = chunk // segment_chunks if segment_chunks else -1
+            if segment in segments and chunk % segment_chunks == 0:
+                key = keys.result_segment_key(job_id, segment)
+                pieces.append(_Piece(key, segments[segment]))
+                chunk += segment_chunks
+                continue
+            if chunk in known:
+                data = to_jsonl(known[chunk])
+                pieces.append(_Piece(None, len(data), data))
+            elif chunk in parts:
+                key = keys.result_part_key(job_id, chunk, parts[chunk].delivery)
+                pieces.append(_Piece(key, parts[chunk].size))
+            else:
+                raise ObjectNotFound(f"job {job_id}: chunk {chunk} has no counted part")
+            chunk += 1
+        plan = _plan_upload(pieces)
+        fetching = zip(pieces, plan, strict=True)
+        fetched = self._fetched([p.key for p, how in fetching if how == "fetch" and p.key])
         writer = _MultipartWriter(self.store, self.bucket, keys.results_key(job_id))
         try:
-            for chunk, how in plan:
-                if how == "known":
-                    writer.add(joined[chunk])
-                elif how == "copy":
-                    writer.copy(keys.result_part_key(job_id, chunk, parts[chunk].delivery))
+            for piece, how in zip(pieces, plan, strict=True):
+                if how == "copy" and piece.key:
+                    writer.copy(piece.key)
+                elif piece.data is not None:
+                    writer.add(piece.data)
                 else:
                     writer.add(next(fetched))
             writer.finish()
@@ -188,19 +218,11 @@ class ResultArchive:
             writer.abort()
             raise
 
-    def _fetched(
-        self, job_id: str, chunks: list[int], parts: dict[int, PartRef]
-    ) -> Iterator[bytes]:
-        """The parts' bytes in order, fetched up to 2 x FETCH_THREADS ahead."""
-
-        def fetch(chunk: int) -> bytes:
-            return self.store.get(
-                self.bucket, keys.result_part_key(job_id, chunk, parts[chunk].delivery)
-            )
-
+    def _fetched(self, keys_in_order: list[str]) -> Iterator[bytes]:
+        """The objects' bytes in order, fetched up to 2 x FETCH_THREADS ahead."""
         ahead: deque[Future[bytes]] = deque()
-        for chunk in chunks:
-            ahead.append(self._fetchers.submit(fetch, chunk))
+        for key in keys_in_order:
+            ahead.append(self._fetchers.submit(self.store.get, self.bucket, key))
             if len(ahead) > 2 * FETCH_THREADS:
                 yield ahead.popleft().result()
         while ahead:
@@ -225,23 +247,29 @@ class ResultArchive:
         return None if data is None else Manifest.model_validate_json(data)
 
 
-def _plan_upload(
-    chunks: int, known_sizes: dict[int, int], parts: dict[int, PartRef]
-) -> list[tuple[int, str]]:
-    """How each chunk reaches results.jsonl: ``known`` (in memory), ``copy`` (inside S3)
-    or ``fetch``; decided ahead, from the sizes, so the fetches can start at once. Follows
+@dataclass(frozen=True)
+class _Piece:
+    """A piece of results.jsonl: an object (``key``) or bytes in memory (``data``)."""
+
+    key: str | None
+    size: int
+    data: bytes | None = None
+
+
+def _plan_upload(pieces: list[_Piece]) -> list[str]:
+    """How each piece reaches results.jsonl: ``copy`` (inside S3) or ``add`` (fetched or
+    in memory); decided ahead, from the sizes, so the fetches can start at once. Follows
     ``_MultipartWriter``: a buffer is flushed when it reaches UPLOAD_PART_BYTES or before
-    a copy, and a part is copied only if what is buffered could be a part of its own."""
+    a copy, and a piece is copied only if what is buffered could be a part of its own."""
     plan = []
     buffered = 0
-    for chunk in range(chunks):
-        size = known_sizes[chunk] if chunk in known_sizes else parts[chunk].size
-        if chunk not in known_sizes and _copies(size, buffered):
-            plan.append((chunk, "copy"))
+    for piece in pieces:
+        if piece.data is None and _copies(piece.size, buffered):
+            plan.append("copy")
             buffered = 0
             continue
-        plan.append((chunk, "known" if chunk in known_sizes else "fetch"))
-        buffered += size
+        plan.append("fetch" if piece.data is None else "add")
+        buffered += piece.size
         if buffered >= UPLOAD_PART_BYTES:
             buffered = 0
     return plan

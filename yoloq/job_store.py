@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, cast
@@ -63,6 +63,10 @@ class JobRecord:
     priority: Priority
     only_task: ChunkTask | None
     """A job of one chunk keeps its task; other jobs keep their images in input pages."""
+    segment_chunks: int = 0
+    """Chunks joined into each segment ahead of the end (0: none)."""
+    segments: dict[int, int] = field(default_factory=dict)
+    """Segment -> its size in bytes, for those written."""
 
     @classmethod
     def of(cls, job_id: str, fields: Mapping[Any, Any]) -> JobRecord:
@@ -95,6 +99,12 @@ class JobRecord:
             only_task=(
                 ChunkTask.model_validate_json(text["only_task"]) if text.get("only_task") else None
             ),
+            segment_chunks=int(text.get("segment_chunks") or 0),
+            segments={
+                int(name.removeprefix("segment:")): int(value)
+                for name, value in text.items()
+                if name.startswith("segment:")
+            },
         )
 
     def manifest(self) -> Manifest:
@@ -129,6 +139,8 @@ class ChunkCompletion:
     """0 while the job is still being planned: it cannot be complete yet."""
     part_counted: PartRef | None = None
     """The part that holds the chunk's results."""
+    completed_segment: int = -1
+    """The segment of chunks this count completed (this delivery joins it), or -1."""
     cancelled: bool = False
 
     @property
@@ -204,6 +216,7 @@ class JobStore:
         model: str,
         params: InferenceParams,
         priority: Priority = "normal",
+        segment_chunks: int = 0,
         results: ObjectLocation,
         ttl_s: int,
         only_task: ChunkTask | None = None,
@@ -232,6 +245,7 @@ class JobStore:
             "chunks": chunks,
             "chunk_size": chunk_size,
             "page_images": page_images,
+            "segment_chunks": segment_chunks,
             "priority": priority,
             "created_at": repr(now),
             "tenant": tenant,
@@ -419,7 +433,7 @@ class JobStore:
         if keep_items:
             for item in items:
                 args += [item.index, item.model_dump_json()]
-        newly, chunks_done, chunks_total, counted = self._complete_chunk(
+        newly, chunks_done, chunks_total, counted, segment = self._complete_chunk(
             keys=[
                 self.keys.job(task.job_id),
                 self.keys.job_chunks_done(task.job_id),
@@ -434,7 +448,12 @@ class JobStore:
         if newly in (-2, -3):  # cancelled, or ended: nothing more is recorded
             return ChunkCompletion(False, 0, 0, cancelled=True)
         part_counted = PartRef.decode(counted) if counted else None
-        return ChunkCompletion(bool(newly), int(chunks_done), int(chunks_total), part_counted)
+        return ChunkCompletion(
+            bool(newly), int(chunks_done), int(chunks_total), part_counted, int(segment)
+        )
+
+    def segment_written(self, job_id: str, segment: int, size: int) -> None:
+        self.redis.hset(self.keys.job(job_id), f"segment:{segment}", size)
 
     def forget_chunks(self, job_id: str) -> None:
         """Drop a finalised job's chunk markers and delivery counts (``parts.json`` names

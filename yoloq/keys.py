@@ -144,6 +144,11 @@ def result_part_key(job_id: str, chunk: int, delivery: int) -> str:
     return f"jobs/{job_id}/parts/{chunk:06d}-{delivery}.jsonl"
 
 
+def result_segment_key(job_id: str, segment: int) -> str:
+    """A run of consecutive counted parts joined ahead of the job's end."""
+    return f"jobs/{job_id}/segments/{segment:06d}.jsonl"
+
+
 def parts_index_key(job_id: str) -> str:
     """Which delivery's part holds each chunk, written when the job ends: pages of
     results are read from the parts after Redis has forgotten the job."""

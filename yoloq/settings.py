@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     """Most images in one job, for tenants whose key sets none (``TenantConfig``). A prefix
     or manifest job longer than that runs its first this-many images and says
     ``truncated``; an ``images`` list longer than that is refused."""
+    result_segment_chunks: int = Field(default=512, ge=1)
+    """Consecutive chunks whose parts are joined into one object as soon as all are
+    counted, so the end of a large job reads a few large objects, not every part."""
     plan_page_chunks: int = Field(default=64, ge=1)
     """Chunks per page a planner lists at a time (a page of a prefix or manifest job's
     images in S3, ``yoloq.inputs``): 1,024 images with the default chunk size."""

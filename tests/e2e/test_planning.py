@@ -15,6 +15,7 @@ from tests.conftest import API_KEY, INPUT_BUCKET, OTHER_BUCKET
 from tests.jobs import check_ledger
 from yoloq.client import Client
 from yoloq.job_store import JobStore
+from yoloq.local_services import wait_until
 from yoloq.object_store import ObjectStore
 from yoloq.schemas import ImageRef, ItemErrorCode, JobStatus, ManifestSource, PrefixSource
 
@@ -47,6 +48,13 @@ def test_a_prefix_job_is_listed_page_by_page_and_every_image_comes_back_once(
     assert (job.total, job.done, job.failed) == (27, 27, 0)
     assert job.planned_at is not None and not job.truncated
     check_ledger(job_store, object_store, accepted.id, images)
+
+    def segments() -> set[int]:
+        record = job_store.get(accepted.id)
+        return set(record.segments) if record else set()
+
+    # Every 2 chunks (of 4 images; 7 chunks) were joined into a segment as they were counted.
+    wait_until(lambda: segments() == {0, 1, 2}, 30, "the segments to be written")
     # Redis holds nothing per item; a page from the middle is read from its parts.
     assert job_store.redis.exists(job_store.keys.job_items(accepted.id)) == 0
     page = client.results_page(accepted.id, offset=10, limit=7)

@@ -78,6 +78,18 @@ def test_large_results_are_joined_by_multipart_upload(object_store: ObjectStore)
     assert [item.index for item in archive.read_results(job_id) or []] == list(range(600))
 
 
+def test_segments_joined_ahead_stand_for_their_parts(object_store: ObjectStore) -> None:
+    archive = ResultArchive(object_store, RESULTS_BUCKET)
+    job_id = uuid.uuid4().hex
+    parts = {c: PartRef(1, archive.write_part(job_id, c, 1, _items(c, 3))) for c in range(7)}
+    # Segments of 3 chunks: 0-2 and 3-5 joined; chunk 6 (a short last segment) is not.
+    segments = {s: archive.write_segment(job_id, s, range(3 * s, 3 * s + 3), parts) for s in (0, 1)}
+    for chunk in range(6):  # the parts are not read again
+        object_store.delete(RESULTS_BUCKET, keys.result_part_key(job_id, chunk, 1))
+    archive.write_results(job_id, 7, parts, segments=segments, segment_chunks=3)
+    assert [item.index for item in archive.read_results(job_id) or []] == list(range(21))
+
+
 def test_a_page_is_read_from_the_parts_that_hold_it(object_store: ObjectStore) -> None:
     archive = ResultArchive(object_store, RESULTS_BUCKET)
     job_id = uuid.uuid4().hex

@@ -3,6 +3,7 @@
 Layout (keys in ``yoloq.keys``)::
 
     jobs/{id}/parts/{chunk:06d}-{delivery}.jsonl   a chunk's items, written before it is counted
+    jobs/{id}/segments/{n:06d}.jsonl               a run of counted parts joined, as it completes
     jobs/{id}/parts.json                           which part holds each chunk, at the end
     jobs/{id}/results.jsonl                        every item in submission order, at the end
     jobs/{id}/manifest.json                        the job's final state, at the end

@@ -14,7 +14,7 @@ from yoloq.client import Client
 from yoloq.coco import to_coco
 from yoloq.progress import JobProgress
 from yoloq.results import ResultItem, detections_of
-from yoloq.schemas import ImageRef, InferenceParams
+from yoloq.schemas import ImageRef, InferenceParams, ManifestSource, PrefixSource
 
 DEFAULT_API = "http://127.0.0.1:8000"
 
@@ -83,15 +83,30 @@ def _params(args: argparse.Namespace) -> InferenceParams:
     )
 
 
+def _planned_source(args: argparse.Namespace) -> PrefixSource | ManifestSource | None:
+    """A job the service lists itself, of any size: ``--manifest``, or one s3:// prefix
+    alone."""
+    if args.manifest:
+        if args.sources:
+            raise SystemExit("yoloq: give either --manifest or sources, not both")
+        bucket, _, key = args.manifest.removeprefix("s3://").partition("/")
+        return ManifestSource(bucket=bucket, key=key)
+    if len(args.sources) == 1 and args.sources[0].startswith("s3://"):
+        bucket, _, prefix = args.sources[0].removeprefix("s3://").partition("/")
+        return PrefixSource(bucket=bucket, prefix=prefix)
+    return None
+
+
 def submit(args: argparse.Namespace) -> int:
     local: list[Path] = []
     refs: list[ImageRef] = []
-    for source in args.sources:
+    planned = _planned_source(args)
+    for source in [] if planned else args.sources:
         if source.startswith("s3://"):
             refs += s3_images(source)
         else:
             local += local_images([Path(source)])
-    if not refs and not local:
+    if not refs and not local and not planned:
         raise SystemExit("yoloq: no images found")
     params = _params(args)
     first_upload = len(refs)  # uploaded images follow the s3:// ones in the job
@@ -101,9 +116,10 @@ def submit(args: argparse.Namespace) -> int:
             print(f"\ruploading {n}/{len(local)}", end="", file=sys.stderr, flush=True)
         if local:
             print(file=sys.stderr)
-        accepted = client.submit(refs, params, model=args.model)
+        accepted = client.submit(planned or refs, params, model=args.model)
         pinned = f" on {accepted.model.id}" if accepted.model else ""
-        print(f"job {accepted.id}: {accepted.total} images{pinned}", file=sys.stderr)
+        size = "listed by the workers" if planned else f"{accepted.total} images"
+        print(f"job {accepted.id}: {size}{pinned}", file=sys.stderr)
         if args.no_wait:
             print(accepted.id)
             return 0
@@ -211,7 +227,17 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     sub = commands.add_parser(
         "submit", help="upload images (or name s3://bucket/prefix), run a job, write results"
     )
-    sub.add_argument("sources", nargs="+", help="image files, folders, or s3://bucket/prefix")
+    sub.add_argument(
+        "sources",
+        nargs="*",
+        help="image files, folders, or s3://bucket/prefix (a prefix alone is listed by "
+        "the workers, so it may hold any number of images)",
+    )
+    sub.add_argument(
+        "--manifest",
+        metavar="S3_URI",
+        help="s3://bucket/key of a JSONL or CSV list of images (instead of sources)",
+    )
     sub.add_argument("--out", type=Path, help="write results here (default: stdout)")
     sub.add_argument("--format", choices=["jsonl", "coco"], default="jsonl")
     sub.add_argument("--annotate", type=Path, metavar="DIR", help="save local images with boxes")

@@ -106,3 +106,21 @@ def test_detect_prints_the_item_of_one_image(
     not_an_image.write_text("hello")
     refused = _yoloq(api_url, "detect", str(not_an_image))
     assert refused.returncode != 0 and "422" in refused.stderr
+
+
+def test_submit_a_manifest_is_listed_by_the_workers(
+    api_url: str, worker: str, object_store: ObjectStore, tmp_path: Path
+) -> None:
+    prefix = f"cli-manifest/{uuid.uuid4().hex}"
+    for i in range(5):
+        object_store.put(INPUT_BUCKET, f"{prefix}/m{i}.png", make.png(seed=i))
+    lines = "".join(json.dumps({"key": f"{prefix}/m{i}.png"}) + "\n" for i in range(5))
+    object_store.put(INPUT_BUCKET, f"{prefix}/list.jsonl", lines.encode())
+    out = tmp_path / "results.jsonl"
+    manifest = f"s3://{INPUT_BUCKET}/{prefix}/list.jsonl"
+    result = _yoloq(api_url, "submit", "--manifest", manifest, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "listed by the workers" in result.stderr
+    assert "succeeded: 5 images, 0 failed" in result.stderr
+    keys = [json.loads(line)["key"] for line in out.read_text().splitlines()]
+    assert keys == [f"{prefix}/m{i}.png" for i in range(5)]

@@ -28,6 +28,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--imgsz", type=int, help="default: the model's training size")
     parser.add_argument("--latency", type=int, default=0, help="also time N single images")
+    parser.add_argument(
+        "--worker-compile",
+        action="store_true",
+        help="an OpenVINO export compiled and run as a worker runs it (workers/openvino.py)",
+    )
     args = parser.parse_args()
 
     os.environ.update(YOLO_OFFLINE="1", YOLO_AUTOINSTALL="false")
@@ -41,9 +46,16 @@ def main() -> None:
     sized = {"imgsz": args.imgsz} if args.imgsz else {}
     files = sorted(args.images.glob("*.jpg"))
     # An OpenVINO export runs with Ultralytics' own settings for it (LATENCY hint, all
-    # cores); --threads sets torch's, which only the .pt and its NMS use.
+    # cores) unless --worker-compile; --threads sets torch's, which only the .pt and its
+    # NMS use.
     model = YOLO(str(args.weights), task="detect")
     model(str(files[0]), verbose=False, **sized)  # load and warm
+    if args.worker_compile:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from workers.openvino import compile_for_worker
+
+        assert model.predictor is not None
+        compile_for_worker(model.predictor.model, args.weights, "auto")
     if args.threads:
         torch.set_num_threads(args.threads)  # Ultralytics resets it on its first call
     for batch_size in range(1, args.batch + 1):

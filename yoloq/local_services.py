@@ -153,8 +153,9 @@ def start_redis(group: ProcessGroup, port: int, data_dir: Path, durable: bool = 
 
 
 def start_s3(group: ProcessGroup, port: int) -> str:
-    """moto's S3-compatible server on loopback (in-memory); returns its endpoint URL."""
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    """moto's S3 emulator on loopback (in-memory, ``yoloq/s3_server.py``); returns its
+    endpoint URL."""
+    argv = [sys.executable, "-m", "yoloq.s3_server", "--host", "127.0.0.1", "--port", str(port)]
     process = group.start("s3", argv)
     group.wait_ready(process, lambda: port_open("127.0.0.1", port), timeout_s=30)
     return f"http://127.0.0.1:{port}"

@@ -238,7 +238,9 @@ def deploy(
         else:
             redis_set = start_one_redis(group, hub, work)
         env = {**cluster_env(hub.address, redis_set.url), **settings}
-        s3 = hub.argv(sys.executable, "-m", "moto.server", "-H", hub.address, "-p", str(S3_PORT))
+        s3 = hub.argv(
+            sys.executable, "-m", "yoloq.s3_server", "--host", hub.address, "--port", str(S3_PORT)
+        )
         api = hub.argv(
             sys.executable, "-m", "yoloq", "api", "--host", hub.address, "--port", str(API_PORT)
         )

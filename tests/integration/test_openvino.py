@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import cast
 
+import cv2
 import pytest
 
 from tests.conftest import FIXTURES
 from workers.device import parse_device
 from workers.export import ExportOptions, export_checked
 from workers.export_accuracy import DEFAULT_MAX_LOSS, ExportRefused
-from workers.images import decode_image
+from workers.images import Image, decode_image
 from workers.model import Detector
-from workers.openvino import decline_telemetry
+from workers.openvino import StreamedForward, decline_telemetry
 from workers.weights_info import read_weights_info
 from yoloq.catalog import ExportAccuracy
 from yoloq.model_files import pack, sha256_of, unpack
@@ -103,6 +105,29 @@ def test_int8_export_stays_within_its_budget_on_held_out_images(
     assert warm.max_batch == 2
     image = decode_image(sorted((FIXTURES / "samples").glob("*.jpg"))[0].read_bytes())
     assert len(detector.predict_batch([image] * 2, InferenceParams())[0].detections) >= 3
+
+
+def test_a_batch_split_over_streams_gives_each_image_its_own_boxes(
+    int8_export: tuple[Path, ExportAccuracy],
+) -> None:
+    """A worker runs a batch as slices on the THROUGHPUT compile's streams, and a lone
+    image on the LATENCY compile: the same detections either way, in batch order."""
+    path, _ = int8_export
+    detector = Detector(path, parse_device("cpu"))
+    if detector.backend.backend.read_model is None:  # not an AMX CPU (see workers/openvino.py)
+        assert isinstance(detector.backend.backend.forward, StreamedForward)
+        assert len(detector.backend.backend.forward.requests) >= 2
+    params = InferenceParams()
+    # One size, so the three share a model call.
+    samples = sorted((FIXTURES / "samples").glob("*.jpg"))[:3]
+    images = [cast(Image, cv2.resize(decode_image(p.read_bytes()), (320, 240))) for p in samples]
+    alone = [detector.predict_batch([image], params)[0].detections for image in images]
+    together = [p.detections for p in detector.predict_batch(images, params)]
+    assert sum(len(found) for found in alone) >= 6
+    for one, batched in zip(alone, together, strict=True):
+        assert [d.class_id for d in _sorted(batched)] == [d.class_id for d in _sorted(one)]
+        for a, b in zip(_sorted(batched), _sorted(one), strict=True):
+            assert max(abs(x - y) for x, y in zip(a.box, b.box, strict=True)) <= BOX_TOLERANCE_PX
 
 
 def test_an_export_past_its_budget_is_refused_unless_accepted(

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from workers.device import parse_device
-from workers.model import CPU_BATCH_CANDIDATES, Detector, choose_max_batch
+from workers.model import CPU_BATCH_CANDIDATES, Detector, Prepared, choose_max_batch
+from workers.postprocess import Prediction
+from yoloq.schemas import InferenceParams
 
 
 def test_warm_up_measures_at_the_size_it_is_given(model_path: Path) -> None:
@@ -29,3 +33,26 @@ def test_the_largest_batch_within_the_noise_of_the_cheapest_is_kept() -> None:
     assert choose_max_batch({1: 0.040, 2: 0.044, 4: 0.046}) == 1
     assert choose_max_batch({1: 0.010, 2: 0.0104, 4: 0.0105, 8: 0.0104}) == 8
     assert choose_max_batch({1: 0.030}) == 1
+
+
+def test_warm_up_runs_every_batch_size_on_camera_frames_too(model_path: Path) -> None:
+    """A dynamic-shape backend sets up each new input shape on its first call, so the
+    warm-up runs landscape frames (4:3, 16:9) as well as squares at every batch size."""
+    detector = Detector(model_path, parse_device("cpu"))
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+    run = detector.predict_prepared
+
+    def recording(batch: list[Prepared], params: InferenceParams) -> list[Prediction]:
+        seen.add((len(batch), batch[0].pixels.shape))
+        return run(batch, params)
+
+    detector.predict_prepared = recording  # type: ignore[method-assign]
+    size = detector.default_imgsz
+    detector.warm_up(max_batch=2, imgsz=size)
+    frames = [(size, size), (size * 3 // 4, size), (size * 9 // 16, size)]
+    inputs = {
+        detector.prepare(np.zeros((*f, 3), np.uint8), InferenceParams()).pixels.shape
+        for f in frames
+    }
+    assert len(inputs) == 3, inputs
+    assert {(n, shape) for n in (1, 2) for shape in inputs} <= seen

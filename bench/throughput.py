@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -207,6 +209,7 @@ class Stack:
         for bucket in (BUCKET, "yoloq-results", "yoloq-uploads"):
             self.store.ensure_bucket(bucket)
         self.jobs = JobStore.from_url(redis_url, PREFIX)
+        self.watcher = JobWatcher(self.jobs)
         port = free_port()
         api = group.start("api", yoloq_argv("api", "--port", str(port)), self.env)
         group.wait_ready(api, lambda: port_open("127.0.0.1", port), timeout_s=60)
@@ -268,24 +271,44 @@ class Stack:
         return dict(beat.batch_sizes), beat.images_done
 
     def wait_all(self, job_ids: list[str], timeout_s: float = 1800) -> float:
-        """Poll Redis until every job is final; returns when. One job is polled every
-        2 ms (latency); many, every 20 ms, so the polling does not steal the worker's CPU."""
-        pending = set(job_ids)
-        final = {"succeeded", "partial", "failed", "cancelled"}
+        """Returns when the last of these jobs ended (``time.perf_counter()``), as its
+        final event arrived: the bench waits as a client on events does, so it spends no
+        Redis or CPU time polling hundreds of jobs on the cores the pipeline runs on."""
+        return self.watcher.wait_all(job_ids, timeout_s)
 
-        def done() -> bool:
-            pipe = self.jobs.redis.pipeline()
-            ordered = list(pending)
-            for job_id in ordered:
-                pipe.hget(self.jobs.keys.job(job_id), "status")
-            for job_id, status in zip(ordered, pipe.execute(), strict=True):
-                if status in final:
-                    pending.discard(job_id)
-            return not pending
 
-        interval = 0.002 if len(job_ids) == 1 else 0.02
-        wait_until(done, timeout_s, "jobs to finish", interval_s=interval)
-        return time.perf_counter()
+class JobWatcher:
+    """When each job ended, from the job events channel (``yoloq/lua/publish_event.lua``),
+    subscribed before any job is submitted."""
+
+    FINAL = frozenset({"succeeded", "partial", "failed", "cancelled"})
+
+    def __init__(self, jobs: JobStore) -> None:
+        self.ended: dict[str, float] = {}
+        self.changed = threading.Condition()
+        self.pubsub = jobs.redis.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(jobs.keys.job_events())
+        threading.Thread(target=self._listen, name="job-events", daemon=True).start()
+
+    def _listen(self) -> None:
+        try:
+            for message in self.pubsub.listen():
+                event = json.loads(message["data"])
+                if event.get("status") in self.FINAL:
+                    with self.changed:
+                        self.ended.setdefault(event["job"], time.perf_counter())
+                        self.changed.notify_all()
+        except redis.ConnectionError:
+            return  # the bench's Redis stopped: nothing is left to wait for
+
+    def wait_all(self, job_ids: list[str], timeout_s: float) -> float:
+        with self.changed:
+            if not self.changed.wait_for(
+                lambda: all(job in self.ended for job in job_ids), timeout_s
+            ):
+                missing = [job for job in job_ids if job not in self.ended]
+                raise TimeoutError(f"{len(missing)} jobs did not end in {timeout_s} s")
+            return max(self.ended[job] for job in job_ids)
 
 
 def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -335,7 +358,7 @@ def overhead_cpu(used: dict[str, float], in_process_cpu_per_image: float, images
 STAGES = ("submit", "to_worker", "download", "decode", "batch_wait", "inference", "record", "seen")
 """Where a one-image job's time goes: the API storing and queueing it; the broker and
 Celery handing it to a worker; the image's own timings; recording and finalising (Redis
-and the results PUT); and the bench's own polling."""
+and the results PUT); and the job's final event reaching the bench."""
 
 
 def latency(stack: Stack, ref: ImageRef, count: int) -> tuple[list[float], list[dict[str, float]]]:

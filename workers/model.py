@@ -19,7 +19,13 @@ import numpy as np
 
 from workers.device import Device, check_torch_sees
 from workers.images import Image
-from workers.openvino import compile_for_worker, decline_telemetry, export_metadata, is_openvino_dir
+from workers.openvino import (
+    compile_for_worker,
+    decline_telemetry,
+    export_metadata,
+    is_openvino_dir,
+    parallel_streams,
+)
 from workers.postprocess import Head, Prediction, postprocess
 from yoloq.catalog import Task
 from yoloq.model_files import sha256_of
@@ -132,13 +138,15 @@ WARM_ASPECTS = (1.0, 3 / 4, 9 / 16)
 GPU_BATCH_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 
 
-def choose_max_batch(per_image_s: dict[int, float], noise: float = 0.05) -> int:
+def choose_max_batch(per_image_s: dict[int, float], noise: float = 0.05, at_least: int = 1) -> int:
     """The largest batch size within ``noise`` (a busy machine's) of the cheapest per
-    image. A larger batch costs a lone image nothing, since the batcher waits only for
-    images it knows are coming; under load it spreads per-call work that blank warm-up
-    images understate."""
+    image, and no less than ``at_least``: the backend's parallel streams, which a smaller
+    batch would leave idle under load whatever an idle machine measured. A larger batch
+    costs a lone image nothing, since the batcher waits only for images it knows are
+    coming; under load it spreads per-call work that blank warm-up images understate."""
     cheapest = min(per_image_s.values())
-    return max(size for size, cost in per_image_s.items() if cost <= (1 + noise) * cheapest)
+    chosen = max(size for size, cost in per_image_s.items() if cost <= (1 + noise) * cheapest)
+    return max(chosen, at_least)
 
 
 @dataclass(frozen=True)
@@ -203,8 +211,11 @@ class Detector:
         self.rect: bool = self.backend.format == "pt" or (dynamic and self.backend.format != "imx")
         self.fixed_imgsz: Any = None if dynamic else getattr(self.backend, "imgsz", None)
         self.format: str = self.backend.format
+        self.streams: int = 1
+        """Model calls the backend runs at once, each on a slice of the batch."""
         if self.format == "openvino":
             self.precision = compile_for_worker(self.backend, weights, openvino_precision)
+            self.streams = parallel_streams(self.backend)
         self.head: Head = Head(
             task=self.task,
             names=self.names,
@@ -238,7 +249,7 @@ class Detector:
         if max_batch is None:
             candidates = GPU_BATCH_CANDIDATES if self.device.is_cuda else CPU_BATCH_CANDIDATES
             per_image_s = self._per_image_seconds(candidates, imgsz)
-            max_batch = choose_max_batch(per_image_s)
+            max_batch = choose_max_batch(per_image_s, at_least=self.streams)
         for size in range(1, max_batch + 1):
             for warm_size in dict.fromkeys((imgsz, self.default_imgsz)):
                 for shape in self._warm_shapes(warm_size):

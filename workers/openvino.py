@@ -92,6 +92,12 @@ def compile_for_worker(auto_backend: Any, directory: Path, precision: str) -> st
     return _PRECISION_NAMES.get(str(hint), str(hint))
 
 
+def parallel_streams(auto_backend: Any) -> int:
+    """Slices a batch is run in at once: the THROUGHPUT compile's streams, or 1."""
+    forward = auto_backend.backend.forward
+    return len(forward.requests) if isinstance(forward, StreamedForward) else 1
+
+
 class StreamedForward:
     """The backend's forward: one image on the LATENCY compile, a batch split into as many
     slices as the THROUGHPUT compile has streams, run at once. Only the batcher thread

@@ -33,6 +33,9 @@ def test_the_largest_batch_within_the_noise_of_the_cheapest_is_kept() -> None:
     assert choose_max_batch({1: 0.040, 2: 0.044, 4: 0.046}) == 1
     assert choose_max_batch({1: 0.010, 2: 0.0104, 4: 0.0105, 8: 0.0104}) == 8
     assert choose_max_batch({1: 0.030}) == 1
+    # Two streams: a batch of one would leave one idle under load.
+    assert choose_max_batch({1: 0.040, 2: 0.044, 4: 0.046}, at_least=2) == 2
+    assert choose_max_batch({1: 0.050, 2: 0.038, 4: 0.0382}, at_least=2) == 4
 
 
 def test_warm_up_runs_every_batch_size_on_camera_frames_too(model_path: Path) -> None:

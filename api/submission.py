@@ -124,14 +124,12 @@ def enqueue(
         only_task=only_task,
         page_images=0 if only_task else len(chunks) * settings.chunk_size,
     )
-    try:
+
+    def send_chunks() -> None:
         for chunk in chunks:
             services.queue.send(chunk)
-    except Exception as error:
-        # A job with chunks missing from the queue would never finish: take it back.
-        log.exception("could not queue job %s", job_id)
-        services.jobs.withdraw(job_id, model, len(images))
-        raise QueueUnavailable(error) from error
+
+    _send_or_withdraw(services, job_id, model, len(images), send_chunks)
     services.metrics.jobs_submitted.labels(model).inc()
     services.metrics.images_submitted.labels(model).inc(len(images))
     log.info(
@@ -170,15 +168,25 @@ def enqueue_plan(
         page_images=services.settings.plan_page_chunks * services.settings.chunk_size,
         plan=spec,
     )
-    try:
-        services.queue.send_plan(job_id, pin.id, priority)
-    except Exception as error:
-        log.exception("could not queue the planning of job %s", job_id)
-        services.jobs.withdraw(job_id, pin.id, 0)
-        raise QueueUnavailable(error) from error
+    _send_or_withdraw(
+        services, job_id, pin.id, 0, lambda: services.queue.send_plan(job_id, pin.id, priority)
+    )
     services.metrics.jobs_submitted.labels(pin.id).inc()
     log.info("job %s planning: %s for model %s", job_id, spec.source, pin.id)
     return JobAccepted(id=job_id, status=JobStatus.PLANNING, total=0, model=pin)
+
+
+def _send_or_withdraw(
+    services: Services, job_id: str, model: str, total: int, send: Callable[[], None]
+) -> None:
+    """Send the job's messages, or take the job back (and answer 503): a job whose
+    chunks or planning step did not all reach the queue would never finish."""
+    try:
+        send()
+    except Exception as error:
+        log.exception("could not queue job %s", job_id)
+        services.jobs.withdraw(job_id, model, total)
+        raise QueueUnavailable(error) from error
 
 
 def _store_or_503(write: Callable[[], None]) -> None:

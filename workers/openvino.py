@@ -19,7 +19,8 @@ itself (measured on the 2-core machine at 640, INT8, the model alone):
   fixture's held-out set); ``YOLOQ_OPENVINO_PRECISION=fp32`` forces f32.
 
 On AMX CPUs Ultralytics recompiles a dynamic INT8 model per input shape (an OpenVINO
-crash it works around); there the worker keeps Ultralytics' call and only its settings.
+crash it works around), and an export with a fixed batch size takes no slices: there the
+worker keeps Ultralytics' call and only its settings.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def compile_for_worker(auto_backend: Any, directory: Path, precision: str) -> st
     xml = next(directory.glob("*.xml"))
     model = backend.ov.Core().read_model(model=str(xml), weights=xml.with_suffix(".bin"))
     backend.ov_compiled_model = backend.compile_model(model)
-    if backend.read_model is None:
+    # Slices need a batch dimension of any size; a static export runs its batch whole.
+    if backend.read_model is None and model.input().get_partial_shape()[0].is_dynamic:
         streams = backend.compile_model(model, config={**config, "PERFORMANCE_HINT": "THROUGHPUT"})
         backend.forward = StreamedForward(backend.ov_compiled_model, streams)
     if is_quantized(directory):

@@ -14,6 +14,7 @@ from typing import cast
 
 import cv2
 import pytest
+import yaml
 
 from tests.conftest import FIXTURES
 from workers.device import parse_device
@@ -128,6 +129,32 @@ def test_a_batch_split_over_streams_gives_each_image_its_own_boxes(
         assert [d.class_id for d in _sorted(batched)] == [d.class_id for d in _sorted(one)]
         for a, b in zip(_sorted(batched), _sorted(one), strict=True):
             assert max(abs(x - y) for x, y in zip(a.box, b.box, strict=True)) <= BOX_TOLERANCE_PX
+
+
+def test_an_export_of_a_fixed_batch_size_runs_its_batch_whole(
+    int8_export: tuple[Path, ExportAccuracy], tmp_path: Path
+) -> None:
+    """Slices need a dynamic batch dimension: an IR fixed at batch 2 keeps one call."""
+    import openvino as ov
+
+    path, _ = int8_export
+    fixed = tmp_path / "fixed_openvino_model"
+    fixed.mkdir()
+    # What Ultralytics writes for ``dynamic=False, batch=2``.
+    metadata = yaml.safe_load((path / "metadata.yaml").read_text())
+    metadata.update(batch=2, imgsz=[256, 256])
+    metadata["args"].update(batch=2, dynamic=False)
+    (fixed / "metadata.yaml").write_text(yaml.safe_dump(metadata))
+    xml = next(path.glob("*.xml"))
+    model = ov.Core().read_model(xml)
+    model.reshape([2, 3, 256, 256])
+    ov.save_model(model, fixed / xml.name, compress_to_fp16=False)
+    detector = Detector(fixed, parse_device("cpu"))
+    assert detector.streams == 1
+    assert not isinstance(detector.backend.backend.forward, StreamedForward)
+    image = decode_image(sorted((FIXTURES / "samples").glob("*.jpg"))[0].read_bytes())
+    found = detector.predict_batch([image] * 2, InferenceParams(imgsz=256))
+    assert len(found) == 2 and len(found[0].detections) >= 3
 
 
 def test_an_export_past_its_budget_is_refused_unless_accepted(

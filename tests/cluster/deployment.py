@@ -30,14 +30,19 @@ HEARTBEAT_S = 1.0
 """A worker's heartbeat expires after three missed beats: 3 s here."""
 
 
+SKIP_HOSTS_ENV = "YOLOQ_SKIP_HOST_TESTS"
+"""Set to 1 to leave the many-host tests out where namespaces cannot be made (not root)."""
+
+
 def require_namespaces() -> None:
     why_not = can_create_namespaces()
-    if why_not and os.geteuid() == 0:
-        # Root can make namespaces wherever this suite is meant to run (CI included):
-        # failing there is a broken machine, never a reason to pass without the tests.
-        pytest.fail(why_not)
-    if why_not:
-        pytest.skip(f"{why_not} (run as root to test many hosts)")
+    if not why_not:
+        return
+    # Only a person may leave these out, by saying so: a suite (CI included) that cannot
+    # make namespaces fails rather than going green without the many-host path.
+    if os.geteuid() != 0 and os.environ.get(SKIP_HOSTS_ENV) == "1":
+        pytest.skip(f"{why_not} ({SKIP_HOSTS_ENV}=1)")
+    pytest.fail(f"{why_not}: run as root, or set {SKIP_HOSTS_ENV}=1 to leave these tests out")
 
 
 def require_iptables() -> None:

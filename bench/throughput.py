@@ -69,7 +69,7 @@ from yoloq.local_services import (  # noqa: E402
     yoloq_argv,
 )
 from yoloq.object_store import ObjectStore  # noqa: E402
-from yoloq.schemas import ImageRef, InferenceParams, WorkerHeartbeat  # noqa: E402
+from yoloq.schemas import ImageRef, InferenceParams, JobStatus, WorkerHeartbeat  # noqa: E402
 
 BUCKET = "bench"
 PREFIX = "bench"
@@ -281,8 +281,6 @@ class JobWatcher:
     """When each job ended, from the job events channel (``yoloq/lua/publish_event.lua``),
     subscribed before any job is submitted."""
 
-    FINAL = frozenset({"succeeded", "partial", "failed", "cancelled"})
-
     def __init__(self, jobs: JobStore) -> None:
         self.ended: dict[str, float] = {}
         self.changed = threading.Condition()
@@ -294,7 +292,7 @@ class JobWatcher:
         try:
             for message in self.pubsub.listen():
                 event = json.loads(message["data"])
-                if event.get("status") in self.FINAL:
+                if JobStatus(event["status"]).is_final:
                     with self.changed:
                         self.ended.setdefault(event["job"], time.perf_counter())
                         self.changed.notify_all()

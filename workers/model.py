@@ -251,9 +251,10 @@ class Detector:
             candidates = GPU_BATCH_CANDIDATES if self.device.is_cuda else CPU_BATCH_CANDIDATES
             per_image_s = self._per_image_seconds(candidates, imgsz)
             max_batch = choose_max_batch(per_image_s, at_least=self.streams)
+        frames = {size: self._warm_shapes(size) for size in (imgsz, self.default_imgsz)}
         for size in range(1, max_batch + 1):
-            for warm_size in dict.fromkeys((imgsz, self.default_imgsz)):
-                for shape in self._warm_shapes(warm_size):
+            for warm_size, shapes in frames.items():
+                for shape in shapes:
                     self._run_blank(size, warm_size, shape)
         self.warmed = True
         return WarmUp(max_batch, per_image_s, time.perf_counter() - started, imgsz)

@@ -87,7 +87,9 @@ def compile_for_worker(auto_backend: Any, directory: Path, precision: str) -> st
     # Slices need a batch dimension of any size; a static export runs its batch whole.
     if backend.read_model is None and model.input().get_partial_shape()[0].is_dynamic:
         streams = backend.compile_model(model, config={**config, "PERFORMANCE_HINT": "THROUGHPUT"})
-        backend.forward = StreamedForward(backend.ov_compiled_model, streams)
+        forward = StreamedForward(backend.ov_compiled_model, streams)
+        if len(forward.requests) > 1:  # one stream (one core) has nothing to split over
+            backend.forward = forward
     if is_quantized(directory):
         return "int8"
     hint = backend.ov_compiled_model.get_property("INFERENCE_PRECISION_HINT").get_type_name()
@@ -114,14 +116,14 @@ class StreamedForward:
 
     def __call__(self, im: Any) -> list[np.ndarray]:
         batch = im.cpu().numpy().astype(np.float32, copy=False)
-        if len(batch) == 1 or len(self.requests) == 1:
+        if len(batch) == 1:
             return list(self.latency(batch).values())
-        slices = np.array_split(np.arange(len(batch)), min(len(batch), len(self.requests)))
-        running = list(zip(self.requests, slices, strict=False))
-        for request, rows in running:
-            request.start_async({0: batch[rows[0] : rows[-1] + 1]})
+        slices = np.array_split(batch, min(len(batch), len(self.requests)))
+        running = self.requests[: len(slices)]
+        for request, rows in zip(running, slices, strict=True):
+            request.start_async({0: rows})
         outputs = []
-        for request, _ in running:
+        for request in running:
             request.wait()
             outputs.append([tensor.data for tensor in request.output_tensors])
         return [np.concatenate(parts) for parts in zip(*outputs, strict=True)]

@@ -37,6 +37,7 @@ class Heartbeat:
             threads=torch.get_num_threads(),
             images_done=runtime.stats.images_done,
             max_batch=runtime.max_batch,
+            concurrency=runtime.concurrency,
             batch_sizes=runtime.stats.batch_histogram(),
             started_at=datetime.fromtimestamp(runtime.started_at, tz=UTC),
             last_seen=datetime.now(tz=UTC),

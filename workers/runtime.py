@@ -64,6 +64,8 @@ class WorkerRuntime:
     watchdog: Watchdog
     name: str
     """The worker's Celery hostname: names its heartbeat and its in-flight list."""
+    concurrency: int
+    """Chunks it holds at once (Celery threads)."""
     on_job_finished: Callable[[str], None] = lambda job_id: None
     """Called once a job's final status and files are written (sends its webhook)."""
     requeue: Callable[[ChunkTask], None] = lambda task: None

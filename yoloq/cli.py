@@ -102,7 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
         "defects:3, traffic) or one weights file (a path or s3://bucket/key); "
         "default YOLOQ_MODEL",
     )
-    worker.add_argument("--concurrency", type=int, help="Celery threads (YOLOQ_WORKER_CONCURRENCY)")
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        help="Celery threads (YOLOQ_WORKER_CONCURRENCY; default twice the max batch)",
+    )
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(run=_worker)
 

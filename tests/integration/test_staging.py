@@ -91,6 +91,7 @@ def runtime(
         stats=WorkerStats(),
         watchdog=Watchdog(60),
         name="staging-test",
+        concurrency=4,
     )
     yield runtime, counting
     batcher.stop()

@@ -65,8 +65,11 @@ class ChunkQueue:
             keys.INFER_TASK,
             args=[chunk.model_dump(mode="json")],
             queue=keys.queue_for_chunk(chunk.model, chunk.priority, chunk.chunk),
-            # Names the task in Flower without putting image data in its arguments.
+            # Names the task in Flower without putting image data in its arguments, and
+            # spares Celery a saferepr of them (a fifth of its cost of sending).
             shadow=keys.chunk_task_name(chunk.job_id, chunk.chunk),
+            argsrepr=f"{len(chunk.images)} image(s) from {chunk.start}",
+            kwargsrepr="{}",
         )
 
     def send_plan(self, job_id: str, model: str, priority: str, countdown: float = 0) -> None:

@@ -46,7 +46,8 @@ def _unauthorized(message: str) -> HTTPException:
     )
 
 
-def authenticate(request: Request, services: ServicesDep) -> Principal:
+async def authenticate(request: Request, services: ServicesDep) -> Principal:
+    """A coroutine, as it does no I/O (see api/deps.py)."""
     ring = services.keyring
     if ring.disabled:
         return Principal(OPEN_TENANT, ring.open_buckets, admin=True)
@@ -62,7 +63,7 @@ def authenticate(request: Request, services: ServicesDep) -> Principal:
     )
 
 
-def require_admin(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+async def require_admin(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
     if not principal.admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this endpoint needs an admin API key")
     return principal

@@ -60,7 +60,10 @@ class Services:
         )
 
 
-def get_services(request: Request) -> Services:
+# The dependencies below do no I/O, so they are coroutines: FastAPI runs a plain function
+# dependency on its thread pool, a hand-off to a thread and back for each of them on every
+# request, which cost more than the work itself.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
+import urllib3
 from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
@@ -17,6 +18,8 @@ from botocore.exceptions import (
     IncompleteReadError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from yoloq.s3_requests import ObjectRequests, TooLarge
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -81,6 +84,9 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2**retry))
 
 
+POOL_CONNECTIONS = 32
+"""Connections kept open to object storage: a worker's downloads, a job's part fetches and
+its uploads run at once."""
 EXPECT_CONTINUE_MIN_BYTES = 2 * 1024 * 1024
 """Bodies this large or larger ask the server first (``Expect: 100-continue``), as the
 AWS SDK for Go does; boto3 asks for every PUT."""
@@ -120,12 +126,27 @@ class ObjectStore:
             # Path-style addressing: MinIO and most self-hosted servers have no
             # per-bucket DNS names.
             s3={"addressing_style": "path"} if endpoint_url else {},
-            max_pool_connections=32,
+            max_pool_connections=POOL_CONNECTIONS,
         )
         self.endpoint_url = endpoint_url
         self.retry = retry or RetryPolicy()
-        self.client: S3Client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
+        session = boto3.session.Session()
+        self.client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
         self.client.meta.events.register("before-send.s3", _no_expect_for_small_bodies)
+        credentials = session.get_credentials()
+        # Small GETs and PUTs skip botocore's pipeline where the endpoint is path-style
+        # (yoloq/s3_requests.py); on AWS itself, and without credentials, boto3 does all.
+        self.requests = (
+            ObjectRequests(
+                endpoint_url,
+                credentials,
+                self.client.meta.region_name,
+                urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s),
+                pool_size=POOL_CONNECTIONS,
+            )
+            if endpoint_url and credentials is not None
+            else None
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ObjectStore:
@@ -159,6 +180,19 @@ class ObjectStore:
         ) from last
 
     def get(self, bucket: str, key: str, max_bytes: int | None = None) -> bytes:
+        requests = self.requests
+        if requests is not None:
+
+            def read_directly() -> bytes:
+                try:
+                    return requests.get(bucket, key, max_bytes)
+                except TooLarge as error:
+                    raise ObjectTooLarge(
+                        f"s3://{bucket}/{key} is {error.size} bytes; the limit is {max_bytes}"
+                    ) from error
+
+            return self._call(f"reading s3://{bucket}/{key}", read_directly)
+
         def read() -> bytes:
             response = self.client.get_object(Bucket=bucket, Key=key)
             size = response["ContentLength"]
@@ -181,6 +215,13 @@ class ObjectStore:
     def put(
         self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> None:
+        requests = self.requests
+        if requests is not None and len(data) < EXPECT_CONTINUE_MIN_BYTES:
+            self._call(
+                f"writing s3://{bucket}/{key}",
+                lambda: requests.put(bucket, key, data, content_type),
+            )
+            return
         self._call(
             f"writing s3://{bucket}/{key}",
             lambda: self.client.put_object(

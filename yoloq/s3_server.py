@@ -3,46 +3,55 @@ server the tests, the demo and the benchmarks start on loopback.
 
     python -m yoloq.s3_server --host 127.0.0.1 --port 9000
 
-``python -m moto.server`` serves every AWS service moto has. For each request it looks
-the service up again (listing moto's package directory on disk) and, speaking HTTP/1.0,
-closes the connection, so every request is a new TCP connection and a new thread. That
-was about 2.5 ms of CPU per small GET on the 2-core test machine, the larger part of the
-S3 server's share in ``bench/throughput.py``: the server competes with the model for the
-same cores. Here the S3 app is made once and the handler speaks HTTP/1.1, so a client's
-pooled connection is served by one thread for as long as it stays open. The emulator
-itself (buckets, objects, multipart, listing) is moto's, unchanged.
+``python -m moto.server`` serves every AWS service moto has, and looks the service up
+again for each request (listing moto's package directory on disk). Its server, werkzeug's
+development server, closes the connection after every response, whatever the protocol:
+http.server cannot drain a request body it did not read before the next request line. So
+every request was a new TCP connection and a new server thread, on both sides: about 2.5
+ms of CPU per small GET on the 2-core test machine, where the server competes with the
+model for the same cores. Here moto's S3 app is made once and served by waitress, a WSGI
+server that keeps HTTP/1.1 connections open (it reads each body whole first), so a
+client's pooled connection is reused. The emulator itself (buckets, objects, multipart,
+listing) is moto's, unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from typing import Any
 
-from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
+import waitress
+from moto.moto_server.werkzeug_app import create_backend_app
 
-
-class KeepAliveHandler(MotoRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Not a line per request (errors are still logged): the benchmarks' S3 server
-        would spend its time writing them."""
+THREADS = 8
+"""Requests handled at once: a worker's downloads and a job's multipart upload run in
+parallel. Idle keep-alive connections hold no thread."""
+CONNECTION_LIMIT = 1000
+"""Open connections at once: every test process and worker keeps a pool of its own."""
 
 
 def serve(host: str, port: int) -> None:
     app = create_backend_app("s3")
-    server = make_server(host, port, app, threaded=True, request_handler=KeepAliveHandler)
-    # A connection's thread must not keep the process alive when it is told to stop.
-    server.daemon_threads = True  # type: ignore[attr-defined]
+    # Not a line per request, nor a warning each time requests queue for a thread: the
+    # benchmarks' S3 server would spend its time writing them. Errors are still logged.
+    logging.getLogger("waitress").setLevel(logging.ERROR)
 
     def stop(signum: int, frame: Any) -> None:
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    server.serve_forever()
+    waitress.serve(
+        app,
+        host=host,
+        port=port,
+        threads=THREADS,
+        connection_limit=CONNECTION_LIMIT,
+        ident=None,
+        _quiet=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

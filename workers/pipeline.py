@@ -370,16 +370,20 @@ def record_chunk(
     one is counted, and the other deletes its own. A job cancelled while its chunk ran
     gets nothing written. Safe to repeat.
     """
-    if runtime.jobs.is_cancelled(task.job_id):
+    one_chunk = _has_one_chunk(task)
+    # Asked before a part is written; a job of one chunk writes none, and the count
+    # itself refuses a cancelled job's chunk.
+    if not one_chunk and runtime.jobs.is_cancelled(task.job_id):
         return skipped(task)
     uploading = time.perf_counter()
-    one_chunk = _has_one_chunk(task)
     size = 0 if one_chunk else runtime.archive.write_part(task.job_id, task.chunk, delivery, items)
     part = PartRef(delivery, size)
     try:
         completion = runtime.jobs.complete_chunk(task, part, items, keep_items=one_chunk)
     except JobGone:
         log.warning("job %s expired while chunk %d ran; dropped", task.job_id, task.chunk)
+        return skipped(task)
+    if completion.cancelled and one_chunk:
         return skipped(task)
     counted = completion.part_counted
     if not completion.newly_counted and not completion.cancelled and counted is not None:

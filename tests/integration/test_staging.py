@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,15 +21,16 @@ from workers.batcher import Batcher
 from workers.device import parse_device
 from workers.inference import BatchOutput, InferenceInput, batch_key
 from workers.model import Detector, WarmUp
-from workers.pipeline import run_chunk
+from workers.pipeline import record_chunk, run_chunk
 from workers.runtime import WorkerRuntime, WorkerStats
 from workers.serving import ModelSource, ServedModel
 from workers.watchdog import Watchdog
+from yoloq import keys
 from yoloq.archive import ResultArchive
 from yoloq.job_store import JobStore
 from yoloq.object_store import ObjectStore
 from yoloq.results import detections_of
-from yoloq.schemas import ChunkTask, ImageRef, InferenceParams
+from yoloq.schemas import ChunkTask, ImageRef, InferenceParams, JobStatus, ObjectLocation
 from yoloq.settings import Settings
 
 SLOTS = 3
@@ -150,3 +152,40 @@ def test_images_that_fail_give_their_slots_back(
     assert time.monotonic() - started < 30  # more images than slots, and none stuck
     assert counting.prepared == 0
     assert _all_slots_free(worker)
+
+
+def test_a_one_image_job_cancelled_while_it_ran_records_nothing(
+    runtime: tuple[WorkerRuntime, CountingModel], object_store: ObjectStore, job_store: JobStore
+) -> None:
+    """Its chunk is run, then the job is cancelled before the count: the count refuses it
+    (no earlier check is made for a job of one chunk, which writes no part), so nothing is
+    counted, kept or archived."""
+    worker, _ = runtime
+    sample = sorted((FIXTURES / "samples").glob("*.jpg"))[0].read_bytes()
+    object_store.put(INPUT_BUCKET, "staging/cancelled.jpg", sample, "image/jpeg")
+    ref = ImageRef(bucket=INPUT_BUCKET, key="staging/cancelled.jpg")
+    job_id = uuid.uuid4().hex
+    task = _task([ref]).model_copy(update={"job_id": job_id, "job_chunks": 1})
+    job_store.create(
+        job_id,
+        tenant="tenant-a",
+        total=1,
+        chunks=1,
+        chunk_size=1,
+        model="m",
+        params=InferenceParams(),
+        results=ObjectLocation(bucket=RESULTS_BUCKET, key=keys.results_key(job_id)),
+        ttl_s=600,
+        only_task=task,
+    )
+    start = job_store.start_chunk(task, worker.name)
+    items = run_chunk(worker, task, time.monotonic() + 60)
+    assert [item.status for item in items] == ["ok"]
+    assert job_store.cancel(job_id, "m") == JobStatus.CANCELLED
+    outcome = record_chunk(worker, task, start.deliveries, items)
+    assert (outcome.newly_counted, outcome.images, outcome.job_complete) == (False, 0, False)
+    record = job_store.get(job_id)
+    assert record is not None
+    assert (record.public.status, record.public.done) == (JobStatus.CANCELLED, 0)
+    assert job_store.items(job_id, 0, 1) == [None]
+    assert object_store.get_if_exists(RESULTS_BUCKET, keys.results_key(job_id)) is None

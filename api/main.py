@@ -39,6 +39,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "as they run, or send one image and get its result in the same request.",
         docs_url=None,  # served by install_docs, from local files
         redoc_url=None,
+        # No OpenTelemetry from FastAPI itself, even where FASTAPI_OTEL_AUTO_CONFIGURE or
+        # an installed provider would turn it on: nothing leaves the host unasked, and
+        # each request skips the check. Metrics are the API's own (/metrics).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     install_docs(app)
     app.state.services = services

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
+import botocore.session
 import urllib3
 from botocore.config import Config
 from botocore.exceptions import (
@@ -18,6 +19,7 @@ from botocore.exceptions import (
     IncompleteReadError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.httpsession import get_cert_path
 
 from yoloq.s3_requests import ObjectRequests, TooLarge
 
@@ -130,7 +132,8 @@ class ObjectStore:
         )
         self.endpoint_url = endpoint_url
         self.retry = retry or RetryPolicy()
-        session = boto3.session.Session()
+        core = botocore.session.get_session()
+        session = boto3.session.Session(botocore_session=core)
         self.client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
         self.client.meta.events.register("before-send.s3", _no_expect_for_small_bodies)
         credentials = session.get_credentials()
@@ -143,6 +146,9 @@ class ObjectStore:
                 self.client.meta.region_name,
                 urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s),
                 pool_size=POOL_CONNECTIONS,
+                # The CAs boto3 trusts: AWS_CA_BUNDLE or the config file's ca_bundle (a
+                # private CA's MinIO), else botocore's bundle.
+                ca_bundle=str(core.get_config_variable("ca_bundle") or get_cert_path(True)),
             )
             if endpoint_url and credentials is not None
             else None

@@ -47,12 +47,20 @@ class ObjectRequests:
         region: str,
         timeout: urllib3.Timeout,
         pool_size: int,
+        ca_bundle: str,
     ) -> None:
         self.endpoint_url = endpoint_url.rstrip("/")
         self.credentials = credentials
         self.region = region
-        # Retries are ObjectStore's, as with boto3.
-        self.pool = urllib3.PoolManager(maxsize=pool_size, retries=False, timeout=timeout)
+        # Retries are ObjectStore's, as with boto3; an https endpoint is verified against
+        # the same CAs as boto3's requests.
+        self.pool = urllib3.PoolManager(
+            maxsize=pool_size,
+            retries=False,
+            timeout=timeout,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=ca_bundle,
+        )
 
     def _url(self, bucket: str, key: str) -> str:
         return f"{self.endpoint_url}/{bucket}/{quote(key, safe='/~')}"

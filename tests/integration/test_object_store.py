@@ -83,3 +83,17 @@ def test_the_short_path_reports_missing_and_oversized_objects(s3_endpoint: str) 
         store.get(BUCKET, "large/one.bin", max_bytes=4999)
     # Its body was left unread and the connection given back: the next read works.
     assert store.get(BUCKET, "large/one.bin", max_bytes=5000) == b"z" * 5000
+
+
+def test_the_short_path_trusts_the_cas_boto3_trusts(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """A MinIO behind a private CA is reached with AWS_CA_BUNDLE: the short path must
+    verify against that bundle too, or every small GET would fail where boto3 succeeds."""
+    bundle = tmp_path / "private-ca.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(bundle))
+    store = ObjectStore(s3_endpoint)
+    assert store.requests is not None
+    assert store.requests.pool.connection_pool_kw["ca_certs"] == str(bundle)
+    assert store.requests.pool.connection_pool_kw["cert_reqs"] == "CERT_REQUIRED"

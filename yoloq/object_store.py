@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -104,6 +105,19 @@ def _no_expect_for_small_bodies(request: Any, **_: Any) -> None:
         del request.headers["Expect"]
 
 
+def _too_large(bucket: str, key: str, size: int, limit: int | None) -> ObjectTooLarge:
+    return ObjectTooLarge(f"s3://{bucket}/{key} is {size} bytes; the limit is {limit}")
+
+
+@functools.cache
+def _sessions() -> tuple[boto3.session.Session, botocore.session.Session]:
+    """One boto3 session per process, as ``boto3.client`` keeps, with the botocore session
+    under it (for its config): a new one loads the service models again, about 100 ms for
+    every store made."""
+    core = botocore.session.get_session()
+    return boto3.session.Session(botocore_session=core), core
+
+
 class ObjectStore:
     """Reads and writes whole objects. The boto3 client is thread-safe, so one is shared.
 
@@ -132,8 +146,7 @@ class ObjectStore:
         )
         self.endpoint_url = endpoint_url
         self.retry = retry or RetryPolicy()
-        core = botocore.session.get_session()
-        session = boto3.session.Session(botocore_session=core)
+        session, core = _sessions()
         self.client: S3Client = session.client("s3", endpoint_url=endpoint_url, config=config)
         self.client.meta.events.register("before-send.s3", _no_expect_for_small_bodies)
         credentials = session.get_credentials()
@@ -187,26 +200,18 @@ class ObjectStore:
 
     def get(self, bucket: str, key: str, max_bytes: int | None = None) -> bytes:
         requests = self.requests
-        if requests is not None:
 
-            def read_directly() -> bytes:
+        def read() -> bytes:
+            if requests is not None:
                 try:
                     return requests.get(bucket, key, max_bytes)
                 except TooLarge as error:
-                    raise ObjectTooLarge(
-                        f"s3://{bucket}/{key} is {error.size} bytes; the limit is {max_bytes}"
-                    ) from error
-
-            return self._call(f"reading s3://{bucket}/{key}", read_directly)
-
-        def read() -> bytes:
+                    raise _too_large(bucket, key, error.size, max_bytes) from error
             response = self.client.get_object(Bucket=bucket, Key=key)
             size = response["ContentLength"]
             if max_bytes is not None and size > max_bytes:
                 response["Body"].close()
-                raise ObjectTooLarge(
-                    f"s3://{bucket}/{key} is {size} bytes; the limit is {max_bytes}"
-                )
+                raise _too_large(bucket, key, size, max_bytes)
             return response["Body"].read()
 
         return self._call(f"reading s3://{bucket}/{key}", read)
@@ -221,19 +226,15 @@ class ObjectStore:
     def put(
         self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> None:
-        requests = self.requests
-        if requests is not None and len(data) < EXPECT_CONTINUE_MIN_BYTES:
-            self._call(
-                f"writing s3://{bucket}/{key}",
-                lambda: requests.put(bucket, key, data, content_type),
-            )
-            return
-        self._call(
-            f"writing s3://{bucket}/{key}",
-            lambda: self.client.put_object(
-                Bucket=bucket, Key=key, Body=data, ContentType=content_type
-            ),
-        )
+        requests = self.requests if len(data) < EXPECT_CONTINUE_MIN_BYTES else None
+
+        def write() -> None:
+            if requests is not None:
+                requests.put(bucket, key, data, content_type)
+            else:
+                self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+
+        self._call(f"writing s3://{bucket}/{key}", write)
 
     def put_new(self, bucket: str, key: str, data: bytes) -> bool:
         """Write ``key`` only if nothing is there (a conditional PUT, ``If-None-Match: *``):

@@ -38,15 +38,6 @@ def staging_limit(max_batch: int) -> int:
     return max(16, 4 * max_batch)
 
 
-def chunks_to_hold(max_batch: int) -> int:
-    """Celery threads, when ``YOLOQ_WORKER_CONCURRENCY`` is unset: enough one-image chunks
-    to fill a batch while as many again download or record, since a one-image task spends
-    about half its time outside the batcher (measured: mean batches of 2.0, 3.9 and 7.4
-    with 4, 8 and 16 held); and never fewer than 4, so larger chunks still overlap their
-    downloads with another's inference."""
-    return max(4, 2 * max_batch)
-
-
 def on_a_passing_thread(work: Callable[[], T]) -> T:
     """Run ``work`` on a thread that ends when it is done.
 
@@ -150,7 +141,7 @@ def run_worker(
     stats = worker_runtime.WorkerStats()
     batcher = make_batcher(settings.max_delay_ms / 1000, on_batch=stats.count_batch).start()
     largest_batch = max(model.max_batch for model in served.values())
-    concurrency = concurrency or settings.worker_concurrency or chunks_to_hold(largest_batch)
+    concurrency = concurrency or settings.worker_concurrency
     runtime = worker_runtime.WorkerRuntime(
         settings=settings,
         jobs=jobs,

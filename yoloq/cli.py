@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--concurrency",
         type=int,
-        help="Celery threads (YOLOQ_WORKER_CONCURRENCY; default twice the max batch)",
+        help="Celery threads (YOLOQ_WORKER_CONCURRENCY)",
     )
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(run=_worker)

@@ -465,8 +465,8 @@ class WorkerHeartbeat(BaseModel):
     max_batch: int = Field(description="Largest batch the worker forms (measured or set).")
     concurrency: int | None = Field(
         default=None,
-        description="Chunks it holds at once (Celery threads): YOLOQ_WORKER_CONCURRENCY, or "
-        "unset, twice its max batch and at least 4. None from a worker too old to say.",
+        description="Chunks it holds at once (Celery threads, YOLOQ_WORKER_CONCURRENCY). "
+        "None from a worker too old to say.",
     )
     batch_sizes: dict[int, int] = Field(description="Batches run, by size.")
     started_at: datetime

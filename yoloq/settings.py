@@ -139,12 +139,12 @@ class Settings(BaseSettings):
     max_pixels: int = Field(default=100_000_000, ge=1)
     """Images whose header claims more pixels are item errors (``too_many_pixels``),
     refused before decoding: a small file can claim a gigapixel image."""
-    worker_concurrency: int | None = Field(default=None, ge=1)
+    worker_concurrency: int = Field(default=4, ge=1)
     """Celery threads per worker: chunks it holds at once, downloading and decoding while
-    another infers. Unset, twice the max batch (at least 4), so that one-image jobs fill
-    batches. Chunks a worker holds are out of the queue: a high-priority job waits for one
-    of them to finish, and other workers cannot take them; a pool that runs large jobs
-    beside urgent ones may want fewer."""
+    another infers. More lets one-image jobs fill larger batches (twice the max batch fills
+    them), but chunks a worker holds are out of the queue: a high-priority job waits behind
+    them, other workers cannot take them, and a chunk taken at the moment a Redis master
+    fails over is sent again only by the lost-chunk sweeper (YOLOQ_LOST_CHUNK_AFTER_S)."""
     io_threads: int = Field(default=8, ge=1)
     """Threads per chunk fetching and decoding its images."""
     max_batch: int | None = Field(default=None, ge=1, le=1024)

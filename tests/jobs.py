@@ -18,7 +18,7 @@ from yoloq.job_store import JobRecord, JobStore
 from yoloq.local_services import wait_until
 from yoloq.object_store import ObjectStore
 from yoloq.queue import ChunkQueue
-from yoloq.schemas import ImageRef, InferenceParams, JobStatus, ObjectLocation
+from yoloq.schemas import ChunkTask, ImageRef, InferenceParams, JobStatus, ObjectLocation
 
 SOAK_SETTINGS = {
     "YOLOQ_MAX_IMAGES_PER_JOB": "64",
@@ -43,18 +43,20 @@ def put_images(object_store: ObjectStore, n: int, prefix: str = "worker-test") -
     return refs
 
 
-def submit(
+def create_job(
     job_store: JobStore,
     object_store: ObjectStore,
-    queue: ChunkQueue,
+    model: str,
     images: list[ImageRef],
     chunk_size: int = 4,
     ttl_s: int = 3600,
-) -> str:
-    """As the API does (api.submission.enqueue): the images in an input page unless the
-    job is one chunk, the job, then its chunks."""
+    replicas: int = 0,
+) -> tuple[str, list[ChunkTask]]:
+    """As the API does (api.submission.enqueue), short of sending the chunks: the images
+    in an input page unless the job is one chunk, then the job. Returns it and its
+    chunks, for the caller to send (or, to stand for the broker losing them, not)."""
     job_id = uuid.uuid4().hex
-    chunks = split_into_chunks(job_id, queue.model, images, InferenceParams(), chunk_size)
+    chunks = split_into_chunks(job_id, model, images, InferenceParams(), chunk_size)
     only_task = chunks[0] if len(chunks) == 1 else None
     if only_task is None:
         JobInputs(object_store, RESULTS_BUCKET).write_page(job_id, 0, images)
@@ -64,13 +66,27 @@ def submit(
         total=len(images),
         chunks=len(chunks),
         chunk_size=chunk_size,
-        model=queue.model,
+        model=model,
         params=InferenceParams(),
         results=ObjectLocation(bucket=RESULTS_BUCKET, key=keys.results_key(job_id)),
         ttl_s=ttl_s,
         only_task=only_task,
         page_images=0 if only_task else len(chunks) * chunk_size,
+        replicas=replicas,
     )
+    return job_id, chunks
+
+
+def submit(
+    job_store: JobStore,
+    object_store: ObjectStore,
+    queue: ChunkQueue,
+    images: list[ImageRef],
+    chunk_size: int = 4,
+    ttl_s: int = 3600,
+) -> str:
+    """A job created as the API does, and its chunks sent."""
+    job_id, chunks = create_job(job_store, object_store, queue.model, images, chunk_size, ttl_s)
     for chunk in chunks:
         queue.send(chunk)
     return job_id

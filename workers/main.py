@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from workers.device import Device, parse_device, pin_device
 
@@ -36,6 +38,25 @@ def staging_limit(max_batch: int) -> int:
     """Images a worker holds decoded ahead of the model: the batch that runs, the next
     one filling, and as many again arriving, so the model never waits on a download."""
     return max(16, 4 * max_batch)
+
+
+@dataclass
+class ExitStatus:
+    """The status Celery's worker stopped with (``app.worker_main`` drops it)."""
+
+    exitcode: int = 0
+
+    @classmethod
+    def of_celery(cls) -> ExitStatus:
+        from celery.signals import worker_shutdown
+
+        status = cls()
+
+        def remember(sender: Any, **_: Any) -> None:
+            status.exitcode = int(sender.exitcode or 0)
+
+        worker_shutdown.connect(remember, weak=False)
+        return status
 
 
 def on_a_passing_thread(work: Callable[[], T]) -> T:
@@ -82,6 +103,7 @@ def run_worker(
     concurrency: int | None = None,
     loglevel: str = "INFO",
 ) -> None:
+    started_at = time.time()
     # Order matters: the device is pinned before anything imports torch.
     device = parse_device(device_name)
     pin_device(device)
@@ -94,6 +116,7 @@ def run_worker(
     from workers.inflight import requeue_own_leftovers
     from workers.memory import MemoryBudget, ModelDoesNotFit
     from workers.model import configure_offline
+    from workers.reconnect import SweepAfterReconnect, sweep_soon
     from workers.serving import load_served, model_specs, resolve_sources
     from workers.tasks import register_tasks
     from workers.watchdog import Watchdog
@@ -161,6 +184,7 @@ def run_worker(
 
     app = make_celery(settings)
     register_tasks(app)
+    app.steps["consumer"].add(SweepAfterReconnect)
     runtime.on_job_finished = lambda job_id: app.send_task(
         keys.WEBHOOK_TASK, args=[job_id], queue=queue_for(settings)
     )
@@ -169,6 +193,10 @@ def run_worker(
     runtime.requeue = sender.send
     runtime.send_plan = sender.send_plan
     requeue_own_leftovers(jobs, runtime.requeue, hostname)
+    # This worker's last run may have stopped with the broker connection, as kombu can
+    # stop a worker then; what it was taking may be lost. Not newer jobs: a failure
+    # before this process started cannot have lost them.
+    sweep_soon(started_at, "start")
     heartbeat = Heartbeat(runtime, hostname, settings.heartbeat_interval_s)
     heartbeat.start()
     follower = None
@@ -190,6 +218,7 @@ def run_worker(
             ),
             budget,
         ).start()
+    stopped = ExitStatus.of_celery()
     try:
         app.worker_main(
             [
@@ -206,6 +235,11 @@ def run_worker(
                 "--without-mingle",
             ]
         )
+        if stopped.exitcode:
+            # Celery stopped on an error (kombu's, as a broker connection broke): exit
+            # non-zero, which worker_main does not, so that the supervisor starts the
+            # worker again; the in-flight list stays for that run to requeue.
+            raise SystemExit(stopped.exitcode)
         # A warm shutdown finished what it ran and handed back what it held to the
         # broker, so nothing of this worker's is in flight any more.
         jobs.clear_inflight(hostname)

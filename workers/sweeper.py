@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import redis
 
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 KOMBU_UNACKED = "unacked"
 """kombu's hash of messages delivered and not yet acknowledged (its default name)."""
 MAX_QUEUED_TO_READ = 5_000
+AFTER_LOSS_HOLD_S = 10.0
+"""Workers reconnecting (or starting) within this of the first one leave the sweep to it:
+what one failover lost, one sweep finds."""
 
 
 def _chunk_names(messages: list[str]) -> set[str]:
@@ -99,8 +103,40 @@ def sweep_lost_chunks(
     planner has made no progress for ``lost_after_s``; returns the chunks sent."""
     if not jobs.take_sweep_lock(max(1.0, lost_after_s / 4)):
         return 0
+    return _sweep(jobs, inputs, send, time.time() - lost_after_s, lost_after_s, send_plan)
+
+
+def sweep_after_connection_loss(
+    jobs: JobStore,
+    inputs: JobInputs,
+    send: Callable[[ChunkTask], None],
+    lost_at: float,
+    lost_after_s: float,
+    after: Literal["reconnect", "start"],
+    held_here: Callable[[], set[str]] = set,
+) -> int | None:
+    """Send again the chunks lost at ``lost_at``, when a broker connection went: jobs
+    submitted before then, whatever their age. A message taken as a master dies is
+    lost then, so this need not wait ``lost_after_s``. Every worker that reconnects or
+    starts calls it (``workers.reconnect``); the first of each kind in
+    ``AFTER_LOSS_HOLD_S`` sweeps, and the others get None. ``held_here``: the chunks
+    this worker is running, whose in-flight listing may have died with the master."""
+    if not jobs.take_sweep_lock(AFTER_LOSS_HOLD_S, after=after):
+        return None
+    return _sweep(jobs, inputs, send, lost_at, lost_after_s, held_here=held_here)
+
+
+def _sweep(
+    jobs: JobStore,
+    inputs: JobInputs,
+    send: Callable[[ChunkTask], None],
+    created_before: float,
+    lost_after_s: float,
+    send_plan: Callable[[str, str, str, float], None] = lambda *_: None,
+    held_here: Callable[[], set[str]] = set,
+) -> int:
     records = {}
-    for job_id in jobs.active_jobs(created_before=time.time() - lost_after_s):
+    for job_id in jobs.active_jobs(created_before=created_before):
         record = jobs.get(job_id)
         if record is None or record.public.status.is_final:
             jobs.forget_active(job_id)
@@ -112,6 +148,7 @@ def sweep_lost_chunks(
     if somewhere is None:
         log.info("more than %d chunks queued; not looking for lost ones now", MAX_QUEUED_TO_READ)
         return 0
+    somewhere |= held_here()
     resent = 0
     for job_id, record in records.items():
         sent_up_to = record.chunks

@@ -517,8 +517,11 @@ class JobStore:
         found = self.redis.hmget(key, [str(chunk) for chunk in chunks])
         return {c: PartRef.decode(p) for c, p in zip(chunks, found, strict=True) if p is not None}
 
-    def take_sweep_lock(self, hold_s: float) -> bool:
-        return bool(self.redis.set(self.keys.sweep_lock(), "1", nx=True, px=int(hold_s * 1000)))
+    def take_sweep_lock(self, hold_s: float, after: str = "") -> bool:
+        """At most one sweep per ``hold_s`` of each kind: periodic, or ``after`` a
+        reconnect or a start (``workers.reconnect``)."""
+        key = self.keys.sweep_lock(after)
+        return bool(self.redis.set(key, "1", nx=True, px=int(hold_s * 1000)))
 
     # Dead letters
 

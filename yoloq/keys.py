@@ -106,9 +106,10 @@ class RedisKeys:
         """Sorted set: jobs not yet swept as finished, by creation time."""
         return f"{self.prefix}:active-jobs"
 
-    def sweep_lock(self) -> str:
-        """String: held by the one worker sweeping for lost chunks."""
-        return f"{self.prefix}:sweep-lock"
+    def sweep_lock(self, after: str = "") -> str:
+        """String: held by the one worker sweeping for lost chunks, periodically, or
+        ``after`` a reconnect or a start."""
+        return f"{self.prefix}:sweep-lock:{after}" if after else f"{self.prefix}:sweep-lock"
 
     def queued_images(self, model: str) -> str:
         """Integer: images submitted for a model and not yet done (what the queue holds)."""

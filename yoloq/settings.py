@@ -143,8 +143,7 @@ class Settings(BaseSettings):
     """Celery threads per worker: chunks it holds at once, downloading and decoding while
     another infers. More lets one-image jobs fill larger batches (twice the max batch fills
     them), but chunks a worker holds are out of the queue: a high-priority job waits behind
-    them, other workers cannot take them, and a chunk taken at the moment a Redis master
-    fails over is sent again only by the lost-chunk sweeper (YOLOQ_LOST_CHUNK_AFTER_S)."""
+    them, and other workers cannot take them."""
     io_threads: int = Field(default=8, ge=1)
     """Threads per chunk fetching and decoding its images."""
     max_batch: int | None = Field(default=None, ge=1, le=1024)

@@ -8,7 +8,8 @@ import time
 import uuid
 
 from tests.conftest import RESULTS_BUCKET
-from workers.sweeper import sweep_lost_chunks
+from tests.jobs import create_job
+from workers.sweeper import sweep_after_connection_loss, sweep_lost_chunks
 from yoloq import keys
 from yoloq.archive import PartRef
 from yoloq.chunking import split_into_chunks
@@ -122,3 +123,34 @@ def test_a_planning_job_whose_planner_stopped_gets_a_step_again(
     jobs.redis.zadd(jobs.keys.active_jobs(), {job_id: time.time() - 120})
     assert sweep_lost_chunks(jobs, inputs, sent.append, 60, send_plan) == 0
     assert steps == [(job_id, "m-plan", "normal")] and sent == []
+
+
+def test_after_a_reconnect_jobs_older_than_the_loss_are_swept_at_once(
+    redis_url: str, object_store: ObjectStore
+) -> None:
+    jobs = _store(redis_url)
+    inputs = JobInputs(object_store, RESULTS_BUCKET)
+    images = [ImageRef(bucket="images", key=f"{n}.jpg") for n in range(4)]
+    model = f"sweep-{uuid.uuid4().hex[:8]}"
+    before, chunks = create_job(jobs, object_store, model, images, chunk_size=2)
+    lost_at = time.time()
+    create_job(jobs, object_store, model, images, chunk_size=2)  # submitted since: not lost
+    running_here = {keys.chunk_id(before, 0)}  # its in-flight listing died with the master
+    sent: list[ChunkTask] = []
+
+    swept = sweep_after_connection_loss(
+        jobs, inputs, sent.append, lost_at, 600, "reconnect", lambda: running_here
+    )
+    assert swept == 1
+    assert [_without_time(task) for task in sent] == [_without_time(chunks[1])]
+    # The other workers reconnecting just after leave it to the first.
+    assert sweep_after_connection_loss(jobs, inputs, sent.append, lost_at, 600, "reconnect") is None
+    # A worker starting looks for itself, as its last run may have stopped with the
+    # connection (it finds the same chunk: sent.append queues nothing).
+    again = sweep_after_connection_loss(
+        jobs, inputs, sent.append, lost_at, 600, "start", lambda: running_here
+    )
+    assert again == 1 and _without_time(sent.pop()) == _without_time(chunks[1])
+    # The periodic sweep still waits for the job to be lost_after_s old.
+    assert sweep_lost_chunks(jobs, inputs, sent.append, lost_after_s=600) == 0
+    assert len(sent) == 1

@@ -56,7 +56,6 @@ def sweep_soon(lost_at: float, after: Literal["reconnect", "start"]) -> None:
                     worker.inputs,
                     worker.requeue,
                     lost_at,
-                    worker.settings.lost_chunk_after_s,
                     after,
                     held_here=chunks_running,
                 )

@@ -103,7 +103,7 @@ def sweep_lost_chunks(
     planner has made no progress for ``lost_after_s``; returns the chunks sent."""
     if not jobs.take_sweep_lock(max(1.0, lost_after_s / 4)):
         return 0
-    return _sweep(jobs, inputs, send, time.time() - lost_after_s, lost_after_s, send_plan)
+    return _sweep(jobs, inputs, send, time.time() - lost_after_s, (send_plan, lost_after_s))
 
 
 def sweep_after_connection_loss(
@@ -111,19 +111,19 @@ def sweep_after_connection_loss(
     inputs: JobInputs,
     send: Callable[[ChunkTask], None],
     lost_at: float,
-    lost_after_s: float,
     after: Literal["reconnect", "start"],
     held_here: Callable[[], set[str]] = set,
 ) -> int | None:
     """Send again the chunks lost at ``lost_at``, when a broker connection went: jobs
     submitted before then, whatever their age. A message taken as a master dies is
-    lost then, so this need not wait ``lost_after_s``. Every worker that reconnects or
+    lost then, so this need not wait ``YOLOQ_LOST_CHUNK_AFTER_S``; stopped planners are
+    left to the periodic sweep. Every worker that reconnects or
     starts calls it (``workers.reconnect``); the first of each kind in
     ``AFTER_LOSS_HOLD_S`` sweeps, and the others get None. ``held_here``: the chunks
     this worker is running, whose in-flight listing may have died with the master."""
     if not jobs.take_sweep_lock(AFTER_LOSS_HOLD_S, after=after):
         return None
-    return _sweep(jobs, inputs, send, lost_at, lost_after_s, held_here=held_here)
+    return _sweep(jobs, inputs, send, lost_at, held_here=held_here)
 
 
 def _sweep(
@@ -131,10 +131,11 @@ def _sweep(
     inputs: JobInputs,
     send: Callable[[ChunkTask], None],
     created_before: float,
-    lost_after_s: float,
-    send_plan: Callable[[str, str, str, float], None] = lambda *_: None,
+    restart_planners: tuple[Callable[[str, str, str, float], None], float] | None = None,
     held_here: Callable[[], set[str]] = set,
 ) -> int:
+    """The sweep of the jobs created before ``created_before``; with ``restart_planners``
+    (send_plan, silent_s), a step for each planning job whose planner is silent that long."""
     records = {}
     for job_id in jobs.active_jobs(created_before=created_before):
         record = jobs.get(job_id)
@@ -158,9 +159,11 @@ def _sweep(
                 continue
             # Chunks of a page the planner counted but has not sent are the planner's.
             sent_up_to = state.chunks_sent
-            if state.planner_beat < time.time() - lost_after_s:
-                log.warning("job %s: its planner stopped; planning goes on", job_id)
-                send_plan(job_id, record.model, record.priority, 0)
+            if restart_planners is not None:
+                send_plan, silent_s = restart_planners
+                if state.planner_beat < time.time() - silent_s:
+                    log.warning("job %s: its planner stopped; planning goes on", job_id)
+                    send_plan(job_id, record.model, record.priority, 0)
         lost = send_missing(jobs, inputs, send, record, range(sent_up_to), somewhere)
         if lost:
             resent += len(lost)

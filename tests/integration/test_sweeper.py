@@ -139,16 +139,16 @@ def test_after_a_reconnect_jobs_older_than_the_loss_are_swept_at_once(
     sent: list[ChunkTask] = []
 
     swept = sweep_after_connection_loss(
-        jobs, inputs, sent.append, lost_at, 600, "reconnect", lambda: running_here
+        jobs, inputs, sent.append, lost_at, "reconnect", lambda: running_here
     )
     assert swept == 1
     assert [_without_time(task) for task in sent] == [_without_time(chunks[1])]
     # The other workers reconnecting just after leave it to the first.
-    assert sweep_after_connection_loss(jobs, inputs, sent.append, lost_at, 600, "reconnect") is None
+    assert sweep_after_connection_loss(jobs, inputs, sent.append, lost_at, "reconnect") is None
     # A worker starting looks for itself, as its last run may have stopped with the
     # connection (it finds the same chunk: sent.append queues nothing).
     again = sweep_after_connection_loss(
-        jobs, inputs, sent.append, lost_at, 600, "start", lambda: running_here
+        jobs, inputs, sent.append, lost_at, "start", lambda: running_here
     )
     assert again == 1 and _without_time(sent.pop()) == _without_time(chunks[1])
     # The periodic sweep still waits for the job to be lost_after_s old.

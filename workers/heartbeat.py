@@ -63,7 +63,13 @@ class Heartbeat:
                 self.beat()
                 # Every live worker looks for dead ones, so their chunks come back
                 # whichever workers survive.
-                requeue_orphans(self.runtime.jobs, self.runtime.requeue, self.name, self.ttl_s)
+                requeue_orphans(
+                    self.runtime.jobs,
+                    self.runtime.inputs,
+                    self.runtime.requeue,
+                    self.name,
+                    self.ttl_s,
+                )
                 sweep_lost_chunks(
                     self.runtime.jobs,
                     self.runtime.inputs,

@@ -5,7 +5,9 @@ worker is killed, its chunks are still unacknowledged in the broker, which redel
 them only after the visibility timeout (20 minutes by default). Instead, the worker itself
 requeues them when it restarts, and any other worker does once the dead one's heartbeat
 expires. Requeuing is safe because a chunk delivered twice is recorded once; the broker's
-own redelivery later is skipped the same way.
+own redelivery later is skipped the same way. A chunk its worker died holding before it
+listed it is found in the broker's unacknowledged messages at the same moments
+(``workers.sweeper.restore_untracked``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import logging
 from collections.abc import Callable
 
 from workers import metrics
+from workers.sweeper import restore_untracked
+from yoloq.inputs import JobInputs
 from yoloq.job_store import JobStore
 from yoloq.schemas import ChunkTask
 
@@ -30,23 +34,28 @@ def _requeue(
     return len(tasks)
 
 
-def requeue_own_leftovers(jobs: JobStore, send: Callable[[ChunkTask], None], me: str) -> int:
-    """At start: the chunks this worker's previous run left unfinished."""
+def requeue_own_leftovers(
+    jobs: JobStore, inputs: JobInputs, send: Callable[[ChunkTask], None], me: str
+) -> int:
+    """At start: the chunks this worker's previous run left unfinished, listed or not."""
     requeued = _requeue(jobs, send, me, even_if_alive=True)
     if requeued:
         log.warning("requeued %d chunk(s) left unfinished by this worker's last run", requeued)
-    return requeued
+    return requeued + restore_untracked(jobs, inputs, send)
 
 
 def requeue_orphans(
-    jobs: JobStore, send: Callable[[ChunkTask], None], me: str, silent_for_s: float
+    jobs: JobStore,
+    inputs: JobInputs,
+    send: Callable[[ChunkTask], None],
+    me: str,
+    silent_for_s: float,
 ) -> int:
     """The chunks of every other worker silent for ``silent_for_s`` whose heartbeat has
-    expired."""
+    expired, listed or not."""
     requeued = 0
-    for worker in jobs.silent_workers(silent_for_s):
-        if worker == me:
-            continue
+    silent = [worker for worker in jobs.silent_workers(silent_for_s) if worker != me]
+    for worker in silent:
         count = _requeue(jobs, send, worker, even_if_alive=False)
         if count:
             log.warning(
@@ -55,4 +64,6 @@ def requeue_orphans(
                 count,
             )
         requeued += count
+    if silent:
+        requeued += restore_untracked(jobs, inputs, send)
     return requeued

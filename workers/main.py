@@ -192,7 +192,7 @@ def run_worker(
     sender = ChunkQueue(app, next(iter(served)))
     runtime.requeue = sender.send
     runtime.send_plan = sender.send_plan
-    requeue_own_leftovers(jobs, runtime.requeue, hostname)
+    requeue_own_leftovers(jobs, runtime.inputs, runtime.requeue, hostname)
     # This worker's last run may have stopped with the broker connection, as kombu can
     # stop a worker then; what it was taking may be lost. Not newer jobs: a failure
     # before this process started cannot have lost them.

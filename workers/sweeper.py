@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 
 KOMBU_UNACKED = "unacked"
 """kombu's hash of messages delivered and not yet acknowledged (its default name)."""
+KOMBU_UNACKED_INDEX = "unacked_index"
+"""kombu's sorted set of the same messages' delivery tags, by when they were delivered."""
+UNTRACKED_AFTER_S = 10.0
+"""A worker lists a chunk in flight within milliseconds of taking it: one unacknowledged
+this long and listed nowhere was taken by a worker that is gone."""
 MAX_QUEUED_TO_READ = 5_000
 AFTER_LOSS_HOLD_S = 10.0
 """Workers reconnecting (or starting) within this of the first one leave the sweep to it:
@@ -82,14 +87,66 @@ def send_missing(
     ]
     pages: dict[int, tuple[list[ImageRef], dict[int, str]]] = {}
     for chunk in missing:
-        if record.only_task is not None:
-            send(record.only_task)
-            continue
-        number = inputs.page_of(record, chunk)
-        if number not in pages:
-            pages[number] = inputs.read_page(record.public.id, number)
-        send(inputs.chunk_task(record, chunk, pages[number]))
+        send(_rebuilt(inputs, record, chunk, pages))
     return missing
+
+
+def _rebuilt(
+    inputs: JobInputs,
+    record: JobRecord,
+    chunk: int,
+    pages: dict[int, tuple[list[ImageRef], dict[int, str]]],
+) -> ChunkTask:
+    """Chunk ``chunk`` as it was sent, from the job's inputs; ``pages`` caches what was read."""
+    if record.only_task is not None:
+        return record.only_task
+    number = inputs.page_of(record, chunk)
+    if number not in pages:
+        pages[number] = inputs.read_page(record.public.id, number)
+    return inputs.chunk_task(record, chunk, pages[number])
+
+
+def restore_untracked(
+    jobs: JobStore,
+    inputs: JobInputs,
+    send: Callable[[ChunkTask], None],
+    older_than_s: float = UNTRACKED_AFTER_S,
+) -> int:
+    """Send again each chunk kombu lists as unacknowledged, delivered over
+    ``older_than_s`` ago, that no worker lists in flight and that is not counted: a
+    worker died between taking it and listing it (it lists a chunk as it receives it),
+    so no requeue knows it, and kombu would redeliver it only after the visibility
+    timeout. Called when a dead worker's chunks are requeued. Each message is taken out
+    of kombu's list first (exactly one caller succeeds), so kombu does not redeliver it
+    later; returns the chunks sent."""
+    tags = jobs.redis.zrangebyscore(KOMBU_UNACKED_INDEX, "-inf", time.time() - older_than_s)
+    if not tags:
+        return 0
+    held = jobs.all_inflight()
+    pages: dict[int, tuple[list[ImageRef], dict[int, str]]] = {}
+    sent = 0
+    for tag in tags:
+        raw = jobs.redis.hget(KOMBU_UNACKED, tag)
+        names = _chunk_names([raw]) if raw else set()
+        if len(names) != 1 or names & held:
+            continue
+        job_id, _, number = next(iter(names)).partition(":")
+        record = jobs.get(job_id)  # None for another deployment's job (another prefix)
+        if record is None or record.public.status.is_final:
+            continue
+        chunk = int(number)
+        if chunk in jobs.counted_chunks(job_id) or not jobs.redis.hdel(KOMBU_UNACKED, tag):
+            continue
+        jobs.redis.zrem(KOMBU_UNACKED_INDEX, tag)
+        send(_rebuilt(inputs, record, chunk, pages))
+        sent += 1
+        log.warning(
+            "job %s chunk %d was taken by a worker that died before listing it; sent again",
+            job_id,
+            chunk,
+        )
+    metrics.LOST_CHUNKS.inc(sent)
+    return sent
 
 
 def sweep_lost_chunks(

@@ -9,7 +9,13 @@ import uuid
 
 from tests.conftest import RESULTS_BUCKET
 from tests.jobs import create_job
-from workers.sweeper import sweep_after_connection_loss, sweep_lost_chunks
+from workers.sweeper import (
+    KOMBU_UNACKED,
+    KOMBU_UNACKED_INDEX,
+    restore_untracked,
+    sweep_after_connection_loss,
+    sweep_lost_chunks,
+)
 from yoloq import keys
 from yoloq.archive import PartRef
 from yoloq.chunking import split_into_chunks
@@ -154,3 +160,38 @@ def test_after_a_reconnect_jobs_older_than_the_loss_are_swept_at_once(
     # The periodic sweep still waits for the job to be lost_after_s old.
     assert sweep_lost_chunks(jobs, inputs, sent.append, lost_after_s=600) == 0
     assert len(sent) == 1
+
+
+def test_a_chunk_taken_by_a_worker_that_died_before_listing_it_is_sent_again(
+    redis_url: str, object_store: ObjectStore
+) -> None:
+    """kombu lists the message as unacknowledged, the worker dies before it lists the
+    chunk in flight: the chunk is sent again once, and kombu's copy is taken away so
+    that the visibility timeout does not bring it back too."""
+    jobs = _store(redis_url)
+    inputs = JobInputs(object_store, RESULTS_BUCKET)
+    images = [ImageRef(bucket="images", key=f"{n}.jpg") for n in range(8)]
+    model = f"sweep-{uuid.uuid4().hex[:8]}"
+    job_id, chunks = create_job(jobs, object_store, model, images, chunk_size=2)
+    jobs.track_inflight("w@alive", chunks[0])
+    jobs.redis.zadd(jobs.keys.workers(), {"w@alive": time.time()})
+    jobs.redis.hset(jobs.keys.job_chunks_done(job_id), "3", PartRef(1, 10).encode())
+    long_ago, tags = time.time() - 60, {}
+    for chunk, delivered in ((0, long_ago), (1, long_ago), (2, time.time()), (3, long_ago)):
+        tag = f"tag-{uuid.uuid4().hex}"
+        message = {"headers": {"shadow": keys.chunk_task_name(job_id, chunk)}}
+        jobs.redis.hset(KOMBU_UNACKED, tag, json.dumps([message, "", "q"]))
+        jobs.redis.zadd(KOMBU_UNACKED_INDEX, {tag: delivered})
+        tags[chunk] = tag
+    sent: list[ChunkTask] = []
+    try:
+        # Chunk 0 is listed by a live worker, 2 was taken just now, 3 is counted.
+        assert restore_untracked(jobs, inputs, sent.append) == 1
+        assert [_without_time(task) for task in sent] == [_without_time(chunks[1])]
+        assert jobs.redis.hget(KOMBU_UNACKED, tags[1]) is None
+        assert jobs.redis.zscore(KOMBU_UNACKED_INDEX, tags[1]) is None
+        assert restore_untracked(jobs, inputs, sent.append) == 0  # taken once
+        assert all(jobs.redis.hexists(KOMBU_UNACKED, tags[c]) for c in (0, 2, 3))
+    finally:
+        jobs.redis.hdel(KOMBU_UNACKED, *tags.values())
+        jobs.redis.zrem(KOMBU_UNACKED_INDEX, *tags.values())

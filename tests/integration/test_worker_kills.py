@@ -185,6 +185,20 @@ def test_a_chunk_that_keeps_killing_its_worker_is_dead_lettered(
     assert httpx.get(f"{api_url}/v1/dead-letters", headers=headers).status_code == 403
 
 
+def _take_unlisted(job_store: JobStore, model: str, delivered_at: float) -> str:
+    """Take chunk 0's message the way kombu does (listed as unacknowledged, delivered at
+    ``delivered_at``), never to acknowledge it or list it in flight; its delivery tag."""
+    redis = job_store.redis
+    raw = redis.rpop(keys.queue_for_chunk(model, "normal", 0))
+    assert raw is not None
+    message = json.loads(raw)
+    info = message["properties"]["delivery_info"]
+    tag: str = message["properties"]["delivery_tag"]
+    redis.hset("unacked", tag, json.dumps([message, info["exchange"], info["routing_key"]]))
+    redis.zadd("unacked_index", {tag: delivered_at})
+    return tag
+
+
 def test_a_chunk_taken_but_never_listed_returns_after_the_visibility_timeout(
     launcher: WorkerLauncher, job_store: JobStore, object_store: ObjectStore
 ) -> None:
@@ -200,20 +214,33 @@ def test_a_chunk_taken_but_never_listed_returns_after_the_visibility_timeout(
     queue = launcher.queue("backstop")
     images = put_images(object_store, 2, prefix="backstop")
     job_id = submit(job_store, object_store, queue, images, chunk_size=2)
-    redis = job_store.redis
-    raw = redis.rpop(keys.queue_for_chunk("backstop", "normal", 0))
-    assert raw is not None
-    message = json.loads(raw)
-    info = message["properties"]["delivery_info"]
-    tag = message["properties"]["delivery_tag"]
-    redis.hset("unacked", tag, json.dumps([message, info["exchange"], info["routing_key"]]))
-    redis.zadd("unacked_index", {tag: time.time()})
+    tag = _take_unlisted(job_store, "backstop", time.time())
 
     launcher.start("w@backstop", **env)
     record = wait_final(job_store, job_id, timeout_s=60)
     assert record.public.status == JobStatus.SUCCEEDED
     assert check_ledger(job_store, object_store, job_id, images) == {"ok": 2}
-    assert redis.hget("unacked", tag) is None
+    assert job_store.redis.hget("unacked", tag) is None
+
+
+def test_a_chunk_its_dead_taker_never_listed_returns_when_a_worker_starts(
+    launcher: WorkerLauncher, job_store: JobStore, object_store: ObjectStore
+) -> None:
+    """The same loss long before the visibility timeout (20 minutes): a starting worker
+    finds the message unacknowledged, listed by no worker, and sends its chunk again, as
+    a live worker does when another's heartbeat expires (the vanished host in
+    tests/cluster/test_hosts.py)."""
+    queue = launcher.queue("unlisted")
+    images = put_images(object_store, 2, prefix="unlisted")
+    job_id = submit(job_store, object_store, queue, images, chunk_size=2)
+    tag = _take_unlisted(job_store, "unlisted", time.time() - 60)
+
+    launcher.start("w@unlisted", YOLOQ_MODEL_NAME="unlisted", YOLOQ_MAX_BATCH="2")
+    record = wait_final(job_store, job_id, timeout_s=60)
+    assert record.public.status == JobStatus.SUCCEEDED
+    assert check_ledger(job_store, object_store, job_id, images) == {"ok": 2}
+    assert job_store.redis.hget("unacked", tag) is None
+    assert job_store.redis.zscore("unacked_index", tag) is None
 
 
 def test_a_chunk_the_broker_lost_is_sent_again(

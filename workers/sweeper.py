@@ -116,7 +116,7 @@ def restore_untracked(
     ``older_than_s`` ago, that no worker lists in flight and that is not counted: a
     worker died between taking it and listing it (it lists a chunk as it receives it),
     so no requeue knows it, and kombu would redeliver it only after the visibility
-    timeout. Called when a dead worker's chunks are requeued. Each message is taken out
+    timeout. Called at start and when a dead worker's chunks are requeued. Each message is taken out
     of kombu's list first (exactly one caller succeeds), so kombu does not redeliver it
     later; returns the chunks sent."""
     tags = jobs.redis.zrangebyscore(KOMBU_UNACKED_INDEX, "-inf", time.time() - older_than_s)
@@ -135,7 +135,7 @@ def restore_untracked(
         if record is None or record.public.status.is_final:
             continue
         chunk = int(number)
-        if chunk in jobs.counted_chunks(job_id) or not jobs.redis.hdel(KOMBU_UNACKED, tag):
+        if jobs.counted_parts(job_id, [chunk]) or not jobs.redis.hdel(KOMBU_UNACKED, tag):
             continue
         jobs.redis.zrem(KOMBU_UNACKED_INDEX, tag)
         send(_rebuilt(inputs, record, chunk, pages))
